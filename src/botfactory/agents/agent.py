@@ -1,0 +1,82 @@
+"""The authoring model: an agent is instructions, a model alias, and the tools it may use."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botfactory.agents.tool import Tool
+from botfactory.messages import ToolSpec
+
+__all__ = ["Agent"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(kw_only=True, eq=False)
+class Agent:
+    """An LLM-driven agent.
+
+    Attributes:
+        name: Lower-case identifier, unique among the tools of any agent that uses this one.
+        instructions: The system prompt. Keep it stable: local models cache the prompt prefix.
+        model: Model alias from settings (``small``, ``large`` or your own).
+        description: What this agent does, shown to a parent agent that uses it as a tool.
+        tools: Tools and sub-agents. A sub-agent is called as a tool with a ``request`` argument and runs with
+            its own model and a fresh context.
+        output_schema: JSON schema of the final answer: an object with a string ``answer`` property and
+            optionally more (e.g. ``sources``). A ``sources`` list is appended to the reply as citations.
+        max_steps: Maximum model calls of this agent within one turn.
+        return_direct: When used as a sub-agent, its answer becomes the parent's final answer with no further
+            parent model call (saves a model call and keeps citations verbatim).
+    """
+
+    name: str
+    instructions: str
+    model: str = "large"
+    description: str = ""
+    tools: Sequence[Tool | Agent] = field(default_factory=tuple)
+    output_schema: dict[str, Any] | None = None
+    max_steps: int = 6
+    return_direct: bool = False
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"agent name {self.name!r} must match {_NAME.pattern}")
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        names = [t.name for t in self.tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"agent {self.name!r} has duplicate tool names: {', '.join(duplicates)}")
+        if self.output_schema is not None:
+            props = self.output_schema.get("properties", {})
+            if self.output_schema.get("type") != "object" or props.get("answer", {}).get("type") != "string":
+                raise ValueError(f"agent {self.name!r}: output_schema must be an object with a string 'answer'")
+
+    def tool_specs(self) -> tuple[ToolSpec, ...]:
+        """What the model is told about each tool and sub-agent."""
+        return tuple(t.spec if isinstance(t, Tool) else subagent_spec(t) for t in self.tools)
+
+    def find_tool(self, name: str) -> Tool | Agent | None:
+        """The tool or sub-agent with that name."""
+        return next((t for t in self.tools if t.name == name), None)
+
+
+SUBAGENT_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "request": {"type": "string", "description": "The complete request for this specialist, in plain words."}
+    },
+    "required": ["request"],
+    "additionalProperties": False,
+}
+
+
+def subagent_spec(agent: Agent) -> ToolSpec:
+    """A sub-agent as its parent's model sees it."""
+    return ToolSpec(
+        name=agent.name, description=agent.description or f"Ask the {agent.name} agent.", parameters=SUBAGENT_PARAMETERS
+    )

@@ -1,0 +1,300 @@
+"""The engine: runs one turn of a bot, agent by agent, step by step.
+
+Every model call and tool call is a step with a stable position in the turn (counted in execution order
+across the whole agent tree), its input and its output. Steps are handed to a :class:`StepRecorder` before
+the loop proceeds, which is where the durable runtime persists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jsonschema
+
+from botfactory.agents.agent import SUBAGENT_PARAMETERS, Agent
+from botfactory.agents.events import (
+    AgentFinished,
+    Event,
+    ModelCallFinished,
+    ModelCallStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from botfactory.agents.tool import Tool, ToolContext, check_arguments
+from botfactory.errors import BotfactoryError, StepLimitError, TokenLimitError, ToolError
+from botfactory.inference import Inference, ModelRequest
+from botfactory.messages import Message, ToolCall, Usage
+
+__all__ = ["AgentResult", "Engine", "EventHandler", "Step", "StepRecorder", "TurnInput", "TurnResult"]
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], Awaitable[None]]
+_MAX_TOOL_OUTPUT_CHARS = 6_000
+_EVENT_OUTPUT_CHARS = 300
+_SUBAGENT_VALIDATOR = jsonschema.Draft202012Validator(SUBAGENT_PARAMETERS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One recorded model or tool call."""
+
+    position: int
+    agent_path: str
+    kind: str
+    name: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    ok: bool
+    started_at: float
+    finished_at: float
+
+
+class StepRecorder(Protocol):
+    """Receives every step as soon as it completes, before the turn proceeds."""
+
+    async def record(self, step: Step) -> None:
+        """Persist or observe one step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnInput:
+    """What a turn starts from."""
+
+    session_id: str
+    turn_id: str
+    text: str
+    user_id: str | None = None
+    history: Sequence[Message] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentResult:
+    """An agent's final answer."""
+
+    answer: str
+    structured: dict[str, Any] | None = None
+    return_direct: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnResult:
+    """The outcome of a turn: the reply and what it cost."""
+
+    reply: str
+    usage: Usage
+    steps: int
+
+
+@dataclass(kw_only=True)
+class _TurnState:
+    turn: TurnInput
+    max_tokens: int
+    on_event: EventHandler | None
+    recorder: StepRecorder | None
+    position: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def next_position(self) -> int:
+        self.position += 1
+        return self.position
+
+    async def emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            await self.on_event(event)
+
+    async def record(self, step: Step) -> None:
+        if self.recorder is not None:
+            await self.recorder.record(step)
+
+
+class Engine:
+    """Runs turns against the inference service.
+
+    Args:
+        inference: Where every model call goes.
+        clock: Wall-clock source for step timestamps (injectable for tests).
+    """
+
+    def __init__(self, inference: Inference, *, clock: Callable[[], float] = time.time) -> None:
+        self.inference = inference
+        self._clock = clock
+
+    async def run_turn(
+        self,
+        agent: Agent,
+        turn: TurnInput,
+        *,
+        max_tokens: int = 32_000,
+        on_event: EventHandler | None = None,
+        recorder: StepRecorder | None = None,
+    ) -> TurnResult:
+        """Run one turn with ``agent`` as the entry agent and return its reply.
+
+        Raises:
+            StepLimitError: the entry agent used ``max_steps`` model calls without answering.
+            TokenLimitError: the turn used more than ``max_tokens`` tokens.
+            ModelError: a model call failed after retries and fallbacks.
+        """
+        state = _TurnState(turn=turn, max_tokens=max_tokens, on_event=on_event, recorder=recorder)
+        messages = [Message(role="system", content=agent.instructions), *turn.history]
+        messages.append(Message(role="user", content=turn.text))
+        result = await self._run_agent(agent, agent.name, messages, state)
+        return TurnResult(reply=render_answer(result), usage=state.usage, steps=state.position)
+
+    async def _run_agent(self, agent: Agent, path: str, messages: list[Message], state: _TurnState) -> AgentResult:
+        specs = agent.tool_specs()
+        for _ in range(agent.max_steps):
+            if state.usage.total_tokens >= state.max_tokens:
+                raise TokenLimitError(
+                    f"this turn used {state.usage.total_tokens} tokens, over its limit of {state.max_tokens}; "
+                    "ask a shorter question or raise turn_max_tokens"
+                )
+            request = ModelRequest(messages=tuple(messages), tools=specs, response_schema=agent.output_schema)
+            position = state.next_position()
+            await state.emit(
+                ModelCallStarted(turn_id=state.turn.turn_id, agent_path=path, position=position, model=agent.model)
+            )
+            started = self._clock()
+            response = await self.inference.complete(agent.model, request)
+            state.usage = state.usage + response.usage
+            await state.record(
+                Step(
+                    position=position,
+                    agent_path=path,
+                    kind="model",
+                    name=agent.model,
+                    input={"messages": len(request.messages), "tools": [s.name for s in specs]},
+                    output={"message": response.message.to_dict(), "structured": response.structured},
+                    ok=True,
+                    started_at=started,
+                    finished_at=self._clock(),
+                )
+            )
+            await state.emit(
+                ModelCallFinished(
+                    turn_id=state.turn.turn_id,
+                    agent_path=path,
+                    position=position,
+                    model=response.model,
+                    usage=response.usage,
+                    latency_s=response.latency_s,
+                )
+            )
+            if not response.message.tool_calls:
+                result = AgentResult(answer=response.message.content, structured=response.structured)
+                await state.emit(
+                    AgentFinished(turn_id=state.turn.turn_id, agent_path=path, answer=render_answer(result))
+                )
+                return result
+            messages.append(response.message)
+            for call in response.message.tool_calls:
+                output, direct = await self._run_tool(agent, path, call, state)
+                if direct is not None:
+                    await state.emit(AgentFinished(turn_id=state.turn.turn_id, agent_path=path, answer=output))
+                    return direct
+                messages.append(Message(role="tool", content=output, tool_call_id=call.id, name=call.name))
+        raise StepLimitError(
+            f"agent '{path}' reached its limit of {agent.max_steps} steps without an answer; "
+            "simplify the request or raise the agent's max_steps"
+        )
+
+    async def _run_tool(
+        self, agent: Agent, path: str, call: ToolCall, state: _TurnState
+    ) -> tuple[str, AgentResult | None]:
+        """Run one tool call; failures become the tool's error text for the model. Returns (output, direct)."""
+        position = state.next_position()
+        await state.emit(
+            ToolCallStarted(
+                turn_id=state.turn.turn_id, agent_path=path, position=position, tool=call.name, arguments=call.arguments
+            )
+        )
+        started = self._clock()
+        target = agent.find_tool(call.name)
+        direct: AgentResult | None = None
+        ok = False
+        try:
+            if target is None:
+                known = ", ".join(t.name for t in agent.tools) or "none"
+                raise ToolError(f"there is no tool named '{call.name}'; available tools: {known}")
+            if isinstance(target, Tool):
+                context = ToolContext(
+                    session_id=state.turn.session_id,
+                    turn_id=state.turn.turn_id,
+                    user_id=state.turn.user_id,
+                    agent_path=path,
+                    idempotency_key=f"{state.turn.turn_id}:{position}",
+                )
+                output = _tool_output(await target.call(call.arguments, context))
+            else:
+                output, direct = await self._run_subagent(target, f"{path}/{target.name}", call.arguments, state)
+            ok = True
+        except BotfactoryError as exc:
+            if isinstance(exc, TokenLimitError):
+                raise
+            output = f"error: {exc.message}"
+            logger.info(
+                "turn_id=<%s>, tool=<%s>, code=<%s> | tool call failed", state.turn.turn_id, call.name, exc.code
+            )
+        except Exception as exc:  # a tool's own bug must not kill the turn; the model sees a short error
+            output = f"error: the tool failed ({type(exc).__name__}: {str(exc)[:200]})"
+            logger.warning("turn_id=<%s>, tool=<%s> | tool raised", state.turn.turn_id, call.name, exc_info=True)
+        finished = self._clock()
+        await state.record(
+            Step(
+                position=position,
+                agent_path=path,
+                kind="tool",
+                name=call.name,
+                input={"arguments": call.arguments},
+                output={"output": output},
+                ok=ok,
+                started_at=started,
+                finished_at=finished,
+            )
+        )
+        await state.emit(
+            ToolCallFinished(
+                turn_id=state.turn.turn_id,
+                agent_path=path,
+                position=position,
+                tool=call.name,
+                ok=ok,
+                output=output[:_EVENT_OUTPUT_CHARS],
+                latency_s=finished - started,
+            )
+        )
+        return output, direct
+
+    async def _run_subagent(
+        self, agent: Agent, path: str, arguments: dict[str, Any], state: _TurnState
+    ) -> tuple[str, AgentResult | None]:
+        check_arguments(agent.name, _SUBAGENT_VALIDATOR, arguments)
+        request = str(arguments["request"])
+        if not request.strip():
+            raise ToolError(f"call the '{agent.name}' agent with a non-empty 'request'")
+        messages = [Message(role="system", content=agent.instructions), Message(role="user", content=request)]
+        result = await self._run_agent(agent, path, messages, state)
+        answer = render_answer(result)
+        return answer, (AgentResult(answer=answer, return_direct=True) if agent.return_direct else None)
+
+
+def render_answer(result: AgentResult) -> str:
+    """The reply text of an answer: the answer, then its cited sources, if any."""
+    sources = (result.structured or {}).get("sources")
+    if isinstance(sources, list) and sources:
+        cited = ", ".join(dict.fromkeys(str(s) for s in sources))
+        return f"{result.answer.strip()}\n\nSources: {cited}"
+    return result.answer
+
+
+def _tool_output(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if len(text) > _MAX_TOOL_OUTPUT_CHARS:
+        return text[:_MAX_TOOL_OUTPUT_CHARS] + f"\n[truncated {len(text) - _MAX_TOOL_OUTPUT_CHARS} characters]"
+    return text

@@ -1,0 +1,116 @@
+"""The support bot's agents: an orchestrator that routes to a documentation specialist and a GitHub specialist."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from botfactory.agents import Agent, Tool, ToolContext, tool
+from botfactory.bots.support.github import GitHubCopilotClient
+from botfactory.errors import KnowledgeError
+from botfactory.memory import KnowledgeBase
+
+__all__ = ["build_agents", "github_tools", "knowledge_tools"]
+
+PASSAGES_PER_SEARCH = 3
+
+ORCHESTRATOR_INSTRUCTIONS = """\
+You are the support desk assistant of Acme's internal developer platform, answering engineers in chat.
+Route every request to exactly one specialist and pass the user's request on in full:
+- knowledge: any question about the platform, tools, processes, policies or how to do something.
+- github: requests to grant, give or assign a GitHub Copilot license or seat to one or more GitHub users.
+Only answer directly (without a specialist) for greetings or thanks, in one short sentence."""
+
+KNOWLEDGE_INSTRUCTIONS = """\
+You answer questions about Acme's internal developer platform using only its documentation.
+First call search_docs with a short search query. Then answer from the returned passages only:
+- Give the concrete steps, commands or numbers the passages contain, briefly.
+- In "sources", list the source path of every passage you used.
+- If the passages do not contain the answer, set "answer" to "I don't know: the documentation does not \
+cover that." and leave "sources" empty. Never guess or invent facts."""
+
+GITHUB_INSTRUCTIONS = """\
+You grant GitHub Copilot seats in the company's GitHub organization.
+Call assign_copilot_seats with the GitHub usernames named in the request, exactly as written.
+Then answer with one sentence saying which users got a seat, or what went wrong according to the tool."""
+
+KNOWLEDGE_OUTPUT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string"},
+        "sources": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["answer", "sources"],
+    "additionalProperties": False,
+}
+
+
+def knowledge_tools(knowledge: KnowledgeBase) -> list[Tool]:
+    """The documentation search tool, bound to a knowledge base."""
+
+    @tool
+    async def search_docs(query: str) -> str:
+        """Search the internal platform documentation. Returns passages, each with its source path.
+
+        Args:
+            query: A few keywords or a short question.
+        """
+        try:
+            passages = await knowledge.search(query, k=PASSAGES_PER_SEARCH)
+        except KnowledgeError as exc:
+            return f"error: {exc.message}"
+        if not passages:
+            return "No passages found: the documentation does not cover this."
+        return "\n\n".join(f"[source: {p.source}] {p.heading}\n{p.text.strip()}" for p in passages)
+
+    return [search_docs]
+
+
+def github_tools(client: GitHubCopilotClient) -> list[Tool]:
+    """The Copilot seat assignment tool, bound to a GitHub client (which holds the token)."""
+
+    @tool
+    async def assign_copilot_seats(usernames: list[str], ctx: ToolContext) -> str:
+        """Assign a GitHub Copilot seat to each of the given GitHub users.
+
+        Args:
+            usernames: GitHub logins, e.g. ["octocat"].
+        """
+        created = await client.assign_seats(usernames, idempotency_key=ctx.idempotency_key)
+        already = len(set(u.lower() for u in usernames)) - created
+        note = f" ({already} already had a seat)" if already > 0 else ""
+        return f"Copilot seats assigned to {', '.join(usernames)}: {created} new{note}."
+
+    return [assign_copilot_seats]
+
+
+def build_agents(
+    knowledge: KnowledgeBase, github: GitHubCopilotClient, *, orchestrator_model: str = "large"
+) -> tuple[Agent, Sequence[Agent]]:
+    """The orchestrator and its two specialists."""
+    knowledge_agent = Agent(
+        name="knowledge",
+        description="Answers questions about the internal developer platform from its documentation, with sources.",
+        instructions=KNOWLEDGE_INSTRUCTIONS,
+        model="large",
+        tools=knowledge_tools(knowledge),
+        output_schema=KNOWLEDGE_OUTPUT_SCHEMA,
+        max_steps=3,
+        return_direct=True,
+    )
+    github_agent = Agent(
+        name="github",
+        description="Grants GitHub Copilot licenses (seats) to GitHub users.",
+        instructions=GITHUB_INSTRUCTIONS,
+        model="small",
+        tools=github_tools(github),
+        max_steps=3,
+        return_direct=True,
+    )
+    orchestrator = Agent(
+        name="support",
+        instructions=ORCHESTRATOR_INSTRUCTIONS,
+        model=orchestrator_model,
+        tools=[knowledge_agent, github_agent],
+        max_steps=3,
+    )
+    return orchestrator, (knowledge_agent, github_agent)

@@ -1,0 +1,209 @@
+"""The whole botfactory exception tree.
+
+Every error has a stable ``code`` (used by the HTTP API, the CLI exit status and the console), an
+``http_status`` for the API, and a message that says what to do next. Messages never contain
+secrets or prompt text.
+
+    BotfactoryError
+    ├── ConfigError                 settings are missing or invalid
+    │   └── MissingExtraError       an optional dependency group is not installed
+    ├── InvalidInputError           a caller sent something we cannot accept (4xx)
+    │   └── PayloadTooLargeError
+    ├── NotFoundError               a named thing does not exist
+    │   ├── BotNotFoundError
+    │   └── SessionNotFoundError
+    ├── StoreError                  the database failed or is at the wrong schema version
+    ├── ModelError                  inference failed
+    │   ├── ModelUnavailableError   the model server is down or unreachable (retryable)
+    │   ├── ModelResponseError      the model answered with something unusable
+    │   └── ModelInstallError       model files are missing or fail verification
+    ├── ToolError                   a tool call failed
+    │   ├── ToolArgumentsError      arguments did not match the tool's schema
+    │   └── ToolNotFoundError
+    ├── LimitExceededError          a per-turn limit was reached
+    │   ├── StepLimitError
+    │   └── TokenLimitError
+    └── KnowledgeError              knowledge base ingest or search failed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BotNotFoundError",
+    "BotfactoryError",
+    "ConfigError",
+    "InvalidInputError",
+    "KnowledgeError",
+    "LimitExceededError",
+    "MissingExtraError",
+    "ModelError",
+    "ModelInstallError",
+    "ModelResponseError",
+    "ModelUnavailableError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "SessionNotFoundError",
+    "StepLimitError",
+    "StoreError",
+    "TokenLimitError",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolNotFoundError",
+]
+
+
+class BotfactoryError(Exception):
+    """Root of every error botfactory raises on purpose.
+
+    Attributes:
+        code: Stable machine-readable identifier, e.g. ``bot_not_found``.
+        http_status: Status the HTTP API answers with.
+        exit_code: Status the CLI exits with.
+        retryable: Whether repeating the same operation later may succeed.
+    """
+
+    code: str = "botfactory_error"
+    http_status: int = 500
+    exit_code: int = 1
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+
+    def to_dict(self) -> dict[str, str]:
+        """The error as the JSON body the HTTP API returns."""
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(BotfactoryError):
+    """Settings are missing or invalid."""
+
+    code = "config_error"
+    exit_code = 2
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency group is needed but not installed."""
+
+    code = "missing_extra"
+
+    def __init__(self, extra: str, purpose: str) -> None:
+        super().__init__(f"{purpose} needs the '{extra}' extra: pip install 'botfactory[{extra}]'")
+        self.extra = extra
+
+
+class InvalidInputError(BotfactoryError):
+    """A caller sent input that cannot be accepted."""
+
+    code = "invalid_input"
+    http_status = 400
+    exit_code = 2
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body or message exceeds the configured maximum."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NotFoundError(BotfactoryError):
+    """A named thing does not exist."""
+
+    code = "not_found"
+    http_status = 404
+    exit_code = 3
+
+
+class BotNotFoundError(NotFoundError):
+    """No bot with that name is loaded."""
+
+    code = "bot_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    """No session with that id exists."""
+
+    code = "session_not_found"
+
+
+class StoreError(BotfactoryError):
+    """The database failed or its schema is not at the expected version."""
+
+    code = "store_error"
+    http_status = 503
+
+
+class ModelError(BotfactoryError):
+    """A model call failed."""
+
+    code = "model_error"
+    http_status = 502
+
+
+class ModelUnavailableError(ModelError):
+    """The model server is down, overloaded or unreachable."""
+
+    code = "model_unavailable"
+    http_status = 503
+    retryable = True
+
+
+class ModelResponseError(ModelError):
+    """The model answered with something that cannot be used."""
+
+    code = "model_response_invalid"
+
+
+class ModelInstallError(ModelError):
+    """Model files are missing or fail size/sha256 verification."""
+
+    code = "model_install"
+    exit_code = 4
+
+
+class ToolError(BotfactoryError):
+    """A tool call failed; the message is shown to the model as the tool's error."""
+
+    code = "tool_error"
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments of a tool call do not match the tool's JSON schema."""
+
+    code = "tool_arguments_invalid"
+    http_status = 400
+
+
+class ToolNotFoundError(ToolError):
+    """The model asked for a tool the agent does not have."""
+
+    code = "tool_not_found"
+
+
+class LimitExceededError(BotfactoryError):
+    """A per-turn limit was reached; the turn stops with a clear message."""
+
+    code = "limit_exceeded"
+    http_status = 429
+
+
+class StepLimitError(LimitExceededError):
+    """An agent used its maximum number of steps without a final answer."""
+
+    code = "step_limit"
+
+
+class TokenLimitError(LimitExceededError):
+    """A turn used its maximum number of tokens."""
+
+    code = "token_limit"
+
+
+class KnowledgeError(BotfactoryError):
+    """Knowledge base ingest or search failed."""
+
+    code = "knowledge_error"

@@ -1,0 +1,6 @@
+"""The server: the composition root (:class:`Platform`) and the ASGI app that mounts the channels."""
+
+from botfactory.server.app import create_app
+from botfactory.server.platform import DEFAULT_KB, Platform, open_knowledge
+
+__all__ = ["DEFAULT_KB", "Platform", "create_app", "open_knowledge"]

@@ -1,0 +1,125 @@
+"""The composition root: builds every service from settings, in order, and closes them in reverse.
+
+``botfactory up``, ``chat`` (in-process) and the test suite all start the platform through here, so they
+run the same code path a channel takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from botfactory.agents import BotContext, BotRegistry, Engine, load_bots_dir
+from botfactory.bots import SUPPORT_DOCS_DIR, reference_bots
+from botfactory.config import Settings
+from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
+from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
+from botfactory.runtime import Runtime
+from botfactory.store import KnowledgeStore, Store
+from botfactory.testing import GitHubStandIn, run_standin_server
+
+__all__ = ["DEFAULT_KB", "Platform", "open_knowledge"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KB = "default"
+DEMO_GITHUB_TOKEN = "demo-token"
+
+IngestProgress = Callable[[int, int], None]
+
+
+@dataclass(kw_only=True)
+class Platform:
+    """Every running service of one botfactory process."""
+
+    settings: Settings
+    store: Store
+    inference: Inference
+    knowledge: KnowledgeBase
+    bots: BotRegistry
+    engine: Engine
+    runtime: Runtime
+    github_demo: GitHubStandIn | None = None
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        inference: Inference | None = None,
+        start_models: bool = True,
+        embedder: Embedder | None = None,
+        install_progress: InstallProgress | None = None,
+        ingest_progress: IngestProgress | None = None,
+    ) -> Platform:
+        """Open the store, start the models, seed the default knowledge base and load the bots.
+
+        Args:
+            settings: Resolved settings.
+            inference: Use this instead of starting the configured models (tests pass scripted models).
+            start_models: Start the configured models; ``False`` serves no model (for listing and admin commands).
+            embedder: Use this instead of the local ONNX embedder.
+            install_progress: Progress of assembling model files on first run.
+            ingest_progress: Progress of ingesting the shipped docs on first run.
+        """
+        stack = contextlib.AsyncExitStack()
+        try:
+            store = await Store.open(settings.resolved_database_url)
+            stack.push_async_callback(store.close)
+            knowledge, _ = await open_knowledge(store, embedder=embedder, seed_progress=ingest_progress)
+            github_demo: GitHubStandIn | None = None
+            if not settings.github_base_url:
+                github_demo = GitHubStandIn(org=settings.github_org, token=DEMO_GITHUB_TOKEN)
+                demo_url = stack.enter_context(run_standin_server(github_demo))
+                logger.warning("github=<%s> | no BOTFACTORY_GITHUB_BASE_URL: using the local demo stand-in", demo_url)
+                settings = settings.model_copy(
+                    update={"github_base_url": demo_url, "github_token": SecretStr(DEMO_GITHUB_TOKEN)}
+                )
+            if inference is None and not start_models:
+                inference = Inference({})
+            if inference is None:
+                inference_stack: InferenceStack = await start_inference(settings, progress=install_progress)
+                stack.push_async_callback(inference_stack.aclose)
+                inference = inference_stack.inference
+            context = BotContext(settings=settings, knowledge=knowledge)
+            bots = BotRegistry(reference_bots(context))
+            if settings.bots_dir is not None:
+                for bot in load_bots_dir(settings.bots_dir, context):
+                    bots.add(bot)
+            engine = Engine(inference)
+            runtime = Runtime(settings=settings, store=store, engine=engine, bots=bots)
+        except BaseException:
+            await stack.aclose()
+            raise
+        return cls(
+            settings=settings,
+            store=store,
+            inference=inference,
+            knowledge=knowledge,
+            bots=bots,
+            engine=engine,
+            runtime=runtime,
+            github_demo=github_demo,
+            _stack=stack,
+        )
+
+    async def aclose(self) -> None:
+        """Stop the models and close the store."""
+        await self._stack.aclose()
+
+
+async def open_knowledge(
+    store: Store, *, embedder: Embedder | None = None, seed_progress: IngestProgress | None = None
+) -> tuple[KnowledgeBase, IngestReport | None]:
+    """The default knowledge base; on first use it is seeded with the support bot's shipped docs."""
+    knowledge = KnowledgeBase(DEFAULT_KB, KnowledgeStore(store.engine), embedder or OnnxMiniLMEmbedder())
+    report = None
+    if (await knowledge.stats()).documents == 0:
+        report = await knowledge.ingest(SUPPORT_DOCS_DIR, progress=seed_progress)
+        logger.info("kb=<%s>, documents=<%d> | seeded with the shipped docs", DEFAULT_KB, report.added)
+    return knowledge, report

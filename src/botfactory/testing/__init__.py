@@ -1,0 +1,27 @@
+"""The public test kit: test your bots deterministically, the way botfactory tests itself.
+
+``ScriptedModel`` replays a fixed list of answers and tool calls; ``scripted_inference`` puts scripted models
+behind the usual aliases so a bot runs unchanged. ``GitHubStandIn`` is a local GitHub organisation with Copilot
+seats for demos and tests.
+"""
+
+from collections.abc import Mapping
+
+from botfactory.inference import Inference, ScriptedModel, ScriptItem, call, final
+from botfactory.testing.github import GitHubStandIn, SeatCall, run_standin_server
+
+__all__ = [
+    "GitHubStandIn",
+    "ScriptItem",
+    "ScriptedModel",
+    "SeatCall",
+    "call",
+    "final",
+    "run_standin_server",
+    "scripted_inference",
+]
+
+
+def scripted_inference(models: Mapping[str, ScriptedModel]) -> Inference:
+    """An inference service whose aliases (``large``, ``small``, ...) are served by scripted models."""
+    return Inference(models)
