@@ -3,7 +3,9 @@
 Measures, against one server in one run:
 
 1. Prompt and generation throughput through ``OpenAIChatModel`` versus raw httpx POSTs of the same
-   body, interleaved, medians of ``--repeat`` runs. The ratio is botfactory's overhead (goal >= 0.95).
+   body, interleaved (alternating which goes first), medians of ``--repeat`` runs. The ratio is
+   botfactory's overhead (goal >= 0.95). Wall-clock ratios carry the machine's noise, so the client-side
+   overhead per call (wall time minus llama.cpp's own ``timings``) is printed too: it is the robust figure.
 2. Time to first token (llama.cpp's ``timings.prompt_ms``) and total latency for a long system prompt,
    cached (same prefix as the previous request) versus uncached (a nonce at the very start of the prompt
    defeats the prefix cache).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -31,8 +34,8 @@ from botfactory.config import default_home
 from botfactory.inference.base import ModelRequest
 from botfactory.inference.catalogue import get_spec
 from botfactory.inference.install import ensure_model_file
-from botfactory.inference.local import LocalModelServer
-from botfactory.inference.openai import OpenAIChatModel
+from botfactory.inference.local import LOCAL_PROFILE, LocalModelServer
+from botfactory.inference.openai import OpenAIChatModel, OpenAIProvider
 from botfactory.messages import Message
 
 FILLER = (
@@ -45,6 +48,28 @@ LONG_SYSTEM = FILLER * 9  # ~500 tokens
 GEN_TOKENS = 64
 
 
+class TimingsTap(httpx.AsyncBaseTransport):
+    """Records llama.cpp's ``timings`` of the last response passing through (adds a JSON parse: conservative)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.server_s = 0.0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        self.server_s = server_seconds(json.loads(body))
+        return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def server_seconds(body: dict[str, Any]) -> float:
+    timings = body.get("timings") or {}
+    return (float(timings.get("prompt_ms", 0.0)) + float(timings.get("predicted_ms", 0.0))) / 1000
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,43 +80,52 @@ def messages(system: str, user: str) -> tuple[Message, ...]:
     return (Message(role="system", content=system), Message(role="user", content=user))
 
 
-async def timed(
-    call: Callable[[ModelRequest], Awaitable[tuple[int, int]]], request: ModelRequest
-) -> tuple[float, int, int]:
-    started = time.perf_counter()
-    prompt_tokens, completion_tokens = await call(request)
-    return time.perf_counter() - started, prompt_tokens, completion_tokens
+Call = Callable[[ModelRequest], Awaitable[tuple[int, int, float]]]
 
 
-async def throughput(model: OpenAIChatModel, raw: httpx.AsyncClient, repeat: int) -> dict[str, tuple[float, float]]:
-    """Median tokens/s per path for a prompt-heavy and a generation-heavy request."""
-    results: dict[str, dict[str, list[float]]] = {"prompt": {"model": [], "raw": []}, "gen": {"model": [], "raw": []}}
-    counter = 0
+async def throughput(
+    model: OpenAIChatModel, tap: TimingsTap, raw: httpx.AsyncClient, repeat: int
+) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Per request kind: median (tokens/s, client overhead in s, server time in s) for each path."""
+    samples: dict[str, dict[str, list[tuple[float, float, float]]]] = {
+        kind: {"model": [], "raw": []} for kind in ("prompt", "gen")
+    }
 
-    async def via_model(request: ModelRequest) -> tuple[int, int]:
+    async def via_model(request: ModelRequest) -> tuple[int, int, float]:
         response = await model.complete(request)
-        return response.usage.input_tokens, response.usage.output_tokens
+        return response.usage.input_tokens, response.usage.output_tokens, tap.server_s
 
-    async def via_raw(request: ModelRequest) -> tuple[int, int]:
+    async def via_raw(request: ModelRequest) -> tuple[int, int, float]:
         response = await raw.post("chat/completions", json=model.build_payload(request))
         response.raise_for_status()
-        usage = response.json()["usage"]
-        return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        body = response.json()
+        return int(body["usage"]["prompt_tokens"]), int(body["usage"]["completion_tokens"]), server_seconds(body)
 
-    for _ in range(repeat):
-        for path, call in (("model", via_model), ("raw", via_raw)):
+    paths: list[tuple[str, Call]] = [("model", via_model), ("raw", via_raw)]
+    counter = 0
+    for n in range(repeat):
+        for path, call in paths if n % 2 == 0 else paths[::-1]:
             counter += 1
             # prompt-heavy: a fresh prefix each time so the whole prompt is evaluated; one output token
             prompt_req = ModelRequest(messages=messages(f"Run {counter}. " + LONG_SYSTEM, "Hi"), max_tokens=1)
-            wall, prompt_tokens, _ = await timed(call, prompt_req)
-            results["prompt"][path].append(prompt_tokens / wall)
+            started = time.perf_counter()
+            prompt_tokens, _, server_s = await call(prompt_req)
+            wall = time.perf_counter() - started
+            samples["prompt"][path].append((prompt_tokens / wall, wall - server_s, server_s))
             # generation-heavy: short prompt (cached after the first run), fixed number of output tokens
             gen_req = ModelRequest(
                 messages=messages("Be verbose.", "Count from one upwards in words."), max_tokens=GEN_TOKENS
             )
-            wall, _, completion_tokens = await timed(call, gen_req)
-            results["gen"][path].append(completion_tokens / wall)
-    return {kind: (statistics.median(v["model"]), statistics.median(v["raw"])) for kind, v in results.items()}
+            started = time.perf_counter()
+            _, completion_tokens, server_s = await call(gen_req)
+            wall = time.perf_counter() - started
+            samples["gen"][path].append((completion_tokens / wall, wall - server_s, server_s))
+    return {
+        kind: {
+            path: tuple(statistics.median(v[i] for v in values) for i in range(3)) for path, values in by_path.items()
+        }
+        for kind, by_path in samples.items()
+    }
 
 
 async def cache_latency(model: OpenAIChatModel, raw: httpx.AsyncClient, repeat: int) -> dict[str, dict[str, float]]:
@@ -128,7 +162,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct-q4_k_m")
     parser.add_argument("--models-dir", type=Path, default=default_home() / "models")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -139,11 +173,15 @@ async def main(argv: list[str]) -> int:
     started = time.perf_counter()
     await server.start()
     load_s = time.perf_counter() - started
-    model = server.chat_model(args.model)
-    model.extra_body["ignore_eos"] = True  # fixed output lengths; both paths send the same body
+    tap = TimingsTap()
+    provider = OpenAIProvider(server.base_url, None, max_retries=0, transport=tap, trust_env=False)
+    # the body chat_model() sends, plus ignore_eos for fixed output lengths; both paths send the same body
+    model = OpenAIChatModel(
+        args.model, provider, profile=LOCAL_PROFILE, extra_body={"cache_prompt": True, "ignore_eos": True}
+    )
     try:
         async with httpx.AsyncClient(base_url=server.base_url + "/", timeout=300, trust_env=False) as raw:
-            tput = await throughput(model, raw, args.repeat)
+            tput = await throughput(model, tap, raw, args.repeat)
             cache = await cache_latency(model, raw, args.repeat)
     finally:
         await model.aclose()
@@ -153,10 +191,19 @@ async def main(argv: list[str]) -> int:
     cores = os.cpu_count()
     print(f"machine: {cores} cores, 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print()
-    print(f"{'throughput (tok/s, median)':<30}{'OpenAIChatModel':>16}{'raw httpx':>12}{'ratio':>8}")
+    print(
+        f"{'median':<29}{'tok/s model':>12}{'tok/s raw':>11}{'ratio':>7}"
+        f"{'client ms model':>17}{'client ms raw':>15}{'ratio*':>8}"
+    )
     for kind, label in (("prompt", "prompt (~500 tok, uncached)"), ("gen", f"generation ({GEN_TOKENS} tok)")):
-        via_model, via_raw = tput[kind]
-        print(f"{label:<30}{via_model:>16.1f}{via_raw:>12.1f}{via_model / via_raw:>8.3f}")
+        (m_tps, m_over, m_server), (r_tps, r_over, r_server) = tput[kind]["model"], tput[kind]["raw"]
+        server_s = statistics.median([m_server, r_server])
+        derived = (server_s + r_over) / (server_s + m_over)
+        print(
+            f"{label:<29}{m_tps:>12.1f}{r_tps:>11.1f}{m_tps / r_tps:>7.3f}"
+            f"{m_over * 1000:>17.1f}{r_over * 1000:>15.1f}{derived:>8.3f}"
+        )
+    print("ratio* = throughput ratio from client overhead alone, at the median server time (noise-free)")
     print()
     print(f"{'long system prompt':<22}{'prompt tok':>11}{'cached tok':>11}{'TTFT s':>9}{'total s':>9}")
     for kind in ("uncached", "cached"):

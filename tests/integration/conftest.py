@@ -88,6 +88,18 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def models_cache() -> Path:
+    """Where the real local model files are assembled once and reused across test runs.
+
+    ``$BOTFACTORY_TEST_MODELS``, default ``~/.cache/botfactory-test-models``; files are verified by sha256 before
+    use, so a cached file is as good as a fresh one.
+    """
+    path = Path(os.environ.get("BOTFACTORY_TEST_MODELS") or Path.home() / ".cache" / "botfactory-test-models")
+    path.expanduser().mkdir(parents=True, exist_ok=True)
+    return path.expanduser()
+
+
+@pytest.fixture(scope="session")
 def embedder() -> OnnxMiniLMEmbedder:
     """The real local embedding model, loaded once per test session."""
     return OnnxMiniLMEmbedder()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from botfactory.agents.tool import Tool
 from botfactory.messages import ToolSpec
@@ -31,6 +31,9 @@ class Agent:
         max_steps: Maximum model calls of this agent within one turn.
         return_direct: When used as a sub-agent, its answer becomes the parent's final answer with no further
             parent model call (saves a model call and keeps citations verbatim).
+        tool_choice: ``required``: the agent's first model call in each run must call a tool, so it cannot answer
+            (or claim an action) without using one. Small models otherwise often answer from their own knowledge.
+            A router whose tools are ``return_direct`` specialists can then never answer on its own.
     """
 
     name: str
@@ -41,10 +44,13 @@ class Agent:
     output_schema: dict[str, Any] | None = None
     max_steps: int = 6
     return_direct: bool = False
+    tool_choice: Literal["auto", "required"] = "auto"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"agent name {self.name!r} must match {_NAME.pattern}")
+        if self.tool_choice == "required" and not self.tools:
+            raise ValueError(f"agent {self.name!r} requires a tool call but has no tools")
         if self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         names = [t.name for t in self.tools]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,10 +46,16 @@ class Bot:
 
 @dataclass(frozen=True, kw_only=True)
 class BotContext:
-    """Services a bot factory may use to build its agents and tools."""
+    """Services a bot factory may use to build its agents and tools.
+
+    Attributes:
+        cleanup: Register the closing of resources the bot opens (HTTP clients, pools); they are closed when
+            the platform stops.
+    """
 
     settings: Settings
     knowledge: KnowledgeBase | None = None
+    cleanup: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
 
 BotFactory = Callable[[BotContext], Bot]

@@ -149,13 +149,18 @@ class Engine:
 
     async def _run_agent(self, agent: Agent, path: str, messages: list[Message], state: _TurnState) -> AgentResult:
         specs = agent.tool_specs()
-        for _ in range(agent.max_steps):
+        for step in range(agent.max_steps):
             if state.usage.total_tokens >= state.max_tokens:
                 raise TokenLimitError(
                     f"this turn used {state.usage.total_tokens} tokens, over its limit of {state.max_tokens}; "
                     "ask a shorter question or raise turn_max_tokens"
                 )
-            request = ModelRequest(messages=tuple(messages), tools=specs, response_schema=agent.output_schema)
+            request = ModelRequest(
+                messages=tuple(messages),
+                tools=specs,
+                response_schema=agent.output_schema,
+                tool_choice="required" if agent.tool_choice == "required" and step == 0 else "auto",
+            )
             position = state.next_position()
             await state.emit(
                 ModelCallStarted(turn_id=state.turn.turn_id, agent_path=path, position=position, model=agent.model)

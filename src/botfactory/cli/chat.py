@@ -61,7 +61,7 @@ def _remote_turn(client: httpx.Client, base_url: str, bot: str, session_id: str,
                 elif name == "reply":
                     return str(data["reply"])
                 elif name == "error":
-                    raise ModelUnavailableError(f"{data.get('code')}: {data.get('message')}")
+                    raise BotfactoryError(f"the turn failed on the server ({data.get('code')}): {data.get('message')}")
     raise ModelUnavailableError("the server closed the stream without a reply; see its log")
 
 

@@ -6,7 +6,7 @@ from botfactory.inference.factory import InferenceStack, InstallProgress, instal
 from botfactory.inference.install import ensure_model_file
 from botfactory.inference.local import LOCAL_PROFILE, LocalModelServer
 from botfactory.inference.openai import OpenAIChatModel, OpenAIProvider
-from botfactory.inference.scripted import ScriptedModel, ScriptItem, call, final
+from botfactory.inference.scripted import ScriptedModel, ScriptItem, call, final, raw
 from botfactory.inference.service import AliasStats, Inference
 
 __all__ = [
@@ -31,5 +31,6 @@ __all__ = [
     "final",
     "get_spec",
     "install_local_models",
+    "raw",
     "start_inference",
 ]

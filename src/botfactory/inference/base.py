@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from botfactory.messages import Message, ToolSpec, Usage
 
@@ -37,6 +37,9 @@ class ModelRequest:
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
     response_schema: dict[str, Any] | None = None
+    tool_choice: Literal["auto", "required"] = "auto"
+    """``required``: the answer must be a tool call (OpenAI's ``tool_choice``; a schema without a final answer
+    for constrained JSON)."""
     max_tokens: int | None = None
     temperature: float | None = 0.0
 

@@ -127,6 +127,8 @@ class OpenAIChatModel(Model):
         payload: dict[str, Any] = {"model": self.name, "messages": [_message_to_wire(m) for m in request.messages]}
         if request.tools:
             payload["tools"] = [_tool_to_wire(t) for t in request.tools]
+            if request.tool_choice == "required":
+                payload["tool_choice"] = "required"
         if request.response_schema is not None:
             payload["response_format"] = {
                 "type": "json_schema",

@@ -12,12 +12,22 @@ from botfactory.errors import ModelResponseError
 from botfactory.inference.base import Model, ModelProfile, ModelRequest, ModelResponse
 from botfactory.messages import Message, ToolCall, Usage
 
-__all__ = ["ScriptItem", "ScriptedModel", "call", "final"]
+__all__ = ["ScriptItem", "ScriptedModel", "call", "final", "raw"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Final:
     answer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Raw:
+    content: str
+
+
+def raw(content: str, /) -> _Raw:
+    """Content returned exactly as given, e.g. malformed JSON to test error handling."""
+    return _Raw(content=content)
 
 
 def call(name: str, /, **arguments: Any) -> ToolCall:
@@ -30,11 +40,17 @@ def final(answer: str, /, **extra: Any) -> _Final:
     return _Final(answer={"answer": answer, **extra})
 
 
-ScriptItem: TypeAlias = "str | ToolCall | _Final | BaseException | Callable[[ModelRequest], str | ToolCall | _Final]"
+ScriptItem: TypeAlias = (
+    "str | ToolCall | _Final | _Raw | BaseException | Callable[[ModelRequest], str | ToolCall | _Final]"
+)
 
 
 class ScriptedModel(Model):
-    """Replays a list of answers in order: text, tool calls, structured answers, or errors to raise.
+    """Replays a list of answers in order: text, tool calls, structured answers, raw content, or errors to raise.
+
+    Text becomes a final answer in whatever form the request asks for (plain, or ``{"answer": ...}`` JSON when
+    a schema is requested); ``call(...)`` becomes a native tool call or the constrained-JSON form; ``raw(...)``
+    is returned verbatim.
 
     Each request is recorded in :attr:`requests` so tests can assert what the model was shown.
 
@@ -93,7 +109,7 @@ class ScriptedModel(Model):
             message=self._message(item, request), usage=self._usage, model=self.name, latency_s=self._latency_s
         )
 
-    def _message(self, item: str | ToolCall | _Final, request: ModelRequest) -> Message:
+    def _message(self, item: str | ToolCall | _Final | _Raw, request: ModelRequest) -> Message:
         json_mode = request.response_schema is not None and not self.profile.native_tool_calling
         if isinstance(item, ToolCall):
             if json_mode:
@@ -102,6 +118,8 @@ class ScriptedModel(Model):
             return Message(
                 role="assistant", tool_calls=(ToolCall(id=call_id, name=item.name, arguments=item.arguments),)
             )
+        if isinstance(item, _Raw):
+            return Message(role="assistant", content=item.content)
         if isinstance(item, _Final):
             return Message(role="assistant", content=json.dumps(item.answer))
         if json_mode or request.response_schema is not None:

@@ -110,11 +110,11 @@ class Inference:
                 return response
             answer = _parse_answer(response.message.content)
             return replace(response, message=Message(role="assistant", content=answer["answer"]), structured=answer)
+        required = request.tool_choice == "required"
+        note = describe_tools(request.tools, request.response_schema, require_tool=required)
         wire = ModelRequest(
-            messages=_with_protocol(
-                plain_messages(request.messages), describe_tools(request.tools, request.response_schema)
-            ),
-            response_schema=protocol_schema(request.tools, request.response_schema),
+            messages=_with_protocol(plain_messages(request.messages), note),
+            response_schema=protocol_schema(request.tools, request.response_schema, require_tool=required),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
         )

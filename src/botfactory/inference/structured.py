@@ -25,8 +25,11 @@ FINAL_ANSWER_SCHEMA: dict[str, Any] = {
 }
 
 
-def protocol_schema(tools: Sequence[ToolSpec], output_schema: dict[str, Any] | None) -> dict[str, Any]:
-    """One schema admitting exactly one tool call (with that tool's arguments) or a final answer."""
+def protocol_schema(
+    tools: Sequence[ToolSpec], output_schema: dict[str, Any] | None, *, require_tool: bool = False
+) -> dict[str, Any]:
+    """One schema admitting exactly one tool call (with that tool's arguments) or, unless a tool is required, a
+    final answer."""
     final = output_schema or FINAL_ANSWER_SCHEMA
     branches: list[dict[str, Any]] = [
         {
@@ -37,18 +40,21 @@ def protocol_schema(tools: Sequence[ToolSpec], output_schema: dict[str, Any] | N
         }
         for spec in tools
     ]
-    branches.append(final)
+    if not (require_tool and tools):
+        branches.append(final)
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
 
-def describe_tools(tools: Sequence[ToolSpec], output_schema: dict[str, Any] | None) -> str:
+def describe_tools(
+    tools: Sequence[ToolSpec], output_schema: dict[str, Any] | None, *, require_tool: bool = False
+) -> str:
     """The protocol and tool list, appended to the system prompt (stable text: it stays in the prefix cache)."""
     final_keys = ", ".join(f'"{k}": ...' for k in (output_schema or FINAL_ANSWER_SCHEMA)["properties"])
     lines = ["", "## How to respond", "Always respond with one JSON object."]
     if tools:
         lines += [
             'To call a tool: {"tool": "<tool name>", "arguments": {...}}. You will then receive its result.',
-            f"When you can answer the user: {{{final_keys}}}.",
+            "You must call one of the tools." if require_tool else f"When you can answer the user: {{{final_keys}}}.",
             "",
             "## Tools",
         ]

@@ -35,7 +35,7 @@ def document_title(text: str, fallback: str) -> str:
     return fallback
 
 
-def chunk_document(text: str, *, fallback_title: str, max_chars: int = 800, overlap: int = 120) -> list[Chunk]:
+def chunk_document(text: str, *, fallback_title: str, max_chars: int = 600, overlap: int = 100) -> list[Chunk]:
     """Split a Markdown or plain-text document into overlapping chunks under their headings.
 
     Args:

@@ -83,7 +83,7 @@ class KnowledgeBase:
     """
 
     def __init__(
-        self, name: str, store: KnowledgeStore, embedder: Embedder, *, max_chars: int = 800, overlap: int = 120
+        self, name: str, store: KnowledgeStore, embedder: Embedder, *, max_chars: int = 600, overlap: int = 100
     ) -> None:
         self.name = name
         self._store = store

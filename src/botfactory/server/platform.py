@@ -86,7 +86,7 @@ class Platform:
                 inference_stack: InferenceStack = await start_inference(settings, progress=install_progress)
                 stack.push_async_callback(inference_stack.aclose)
                 inference = inference_stack.inference
-            context = BotContext(settings=settings, knowledge=knowledge)
+            context = BotContext(settings=settings, knowledge=knowledge, cleanup=stack)
             bots = BotRegistry(reference_bots(context))
             if settings.bots_dir is not None:
                 for bot in load_bots_dir(settings.bots_dir, context):

@@ -7,7 +7,7 @@ seats for demos and tests.
 
 from collections.abc import Mapping
 
-from botfactory.inference import Inference, ScriptedModel, ScriptItem, call, final
+from botfactory.inference import Inference, ScriptedModel, ScriptItem, call, final, raw
 from botfactory.testing.github import GitHubStandIn, SeatCall, run_standin_server
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "SeatCall",
     "call",
     "final",
+    "raw",
     "run_standin_server",
     "scripted_inference",
 ]

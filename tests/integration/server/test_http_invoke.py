@@ -11,8 +11,9 @@ import httpx
 import pytest
 import uvicorn
 
+from botfactory.cli.chat import chat_remote, server_is_up
 from botfactory.server import Platform, create_app
-from botfactory.testing import ScriptedModel
+from botfactory.testing import ScriptedModel, call
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,7 @@ async def test_second_turn_sees_the_session_history(
 async def test_streaming_invoke_sends_events_then_the_reply(
     client: httpx.AsyncClient, scripted: dict[str, ScriptedModel]
 ) -> None:
-    from botfactory.testing import call, final
+    from botfactory.testing import final
 
     scripted["large"].script = [call("knowledge", request="how do I rotate vault keys?")]
     scripted["small"].script = []
@@ -136,10 +137,11 @@ async def test_unknown_route_and_wrong_method_answer_json(client: httpx.AsyncCli
     assert wrong.status_code == 405
 
 
-async def test_real_server_on_loopback_serves_health_and_invoke(
-    platform: Platform, scripted: dict[str, ScriptedModel]
+async def test_real_server_on_loopback_serves_health_invoke_and_chat(
+    platform: Platform, scripted: dict[str, ScriptedModel], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scripted["large"].script = ["pong"]
+    scripted["large"].script = ["pong", call("github", request="seat for octocat")]
+    scripted["small"].script = [call("assign_copilot_seats", usernames=["octocat"]), "octocat has a seat now."]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -153,6 +155,16 @@ async def test_real_server_on_loopback_serves_health_and_invoke(
             assert health.json() == {"status": "ok", "bots": ["support"]}
             reply = await http.post("/v1/bots/support/invoke", json={"session_id": "r", "text": "ping"})
             assert reply.json()["reply"] == "pong"
+        # `botfactory chat` against the running server: streamed progress lines, then the reply
+        base_url = f"http://127.0.0.1:{port}"
+        assert await asyncio.to_thread(server_is_up, base_url)
+        await asyncio.to_thread(chat_remote, base_url, "support", "cli-1", ["give octocat copilot"])
+        out = capsys.readouterr().out
+        assert "support → github" in out
+        assert "support/github → assign_copilot_seats" in out
+        assert "< octocat has a seat now." in out
+        assert platform.github_demo is not None
+        assert [c.usernames for c in platform.github_demo.calls] == [("octocat",)]
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=10)

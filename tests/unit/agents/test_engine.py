@@ -217,3 +217,11 @@ async def test_tool_receives_context_with_a_stable_idempotency_key() -> None:
     assert len(seen) == 1
     assert seen[0].idempotency_key == "t1:2"
     assert (seen[0].session_id, seen[0].user_id, seen[0].agent_path) == ("s1", "u1", "main")
+
+
+async def test_required_tool_choice_applies_to_the_first_call_only() -> None:
+    model = ScriptedModel([call("get_time", zone="UTC"), "It is noon."])
+    agent = Agent(name="main", instructions="x", tools=[get_time], tool_choice="required")
+    result = await Engine(scripted_inference({"large": model})).run_turn(agent, turn())
+    assert [r.tool_choice for r in model.requests] == ["required", "auto"]
+    assert result.reply == "It is noon."

@@ -26,6 +26,7 @@ def create_bot(context: BotContext) -> Bot:
         settings.github_org,
         settings.github_token.get_secret_value() if settings.github_token else None,
     )
+    context.cleanup.push_async_callback(client.aclose)
     orchestrator, _ = build_agents(context.knowledge, client)
     return Bot(
         name="support",

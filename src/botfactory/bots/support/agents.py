@@ -12,18 +12,21 @@ from botfactory.memory import KnowledgeBase
 __all__ = ["build_agents", "github_tools", "knowledge_tools"]
 
 PASSAGES_PER_SEARCH = 3
+MIN_PASSAGE_SCORE = 0.3
+"""Passages scoring below this (cosine plus keyword boost) are unrelated to the query; measured on the shipped
+docs: answerable questions score 0.5-0.9, an unrelated question 0.26."""
 
 ORCHESTRATOR_INSTRUCTIONS = """\
 You are the support desk assistant of Acme's internal developer platform, answering engineers in chat.
-Route every request to exactly one specialist and pass the user's request on in full:
-- knowledge: any question about the platform, tools, processes, policies or how to do something.
+Route every message to exactly one specialist and pass the user's request on in full:
 - github: requests to grant, give or assign a GitHub Copilot license or seat to one or more GitHub users.
-Only answer directly (without a specialist) for greetings or thanks, in one short sentence."""
+- knowledge: everything else: questions about the platform, tools, processes, policies or how to do something."""
 
 KNOWLEDGE_INSTRUCTIONS = """\
 You answer questions about Acme's internal developer platform using only its documentation.
 First call search_docs with a short search query. Then answer from the returned passages only:
-- Give the concrete steps, commands or numbers the passages contain, briefly.
+- Answer exactly the question asked, in at most four sentences: state the specific numbers, limits, commands or \
+steps from the passages that answer it. Do not summarise what a page is about.
 - In "sources", list the source path of every passage you used.
 - If the passages do not contain the answer, set "answer" to "I don't know: the documentation does not \
 cover that." and leave "sources" empty. Never guess or invent facts."""
@@ -55,7 +58,7 @@ def knowledge_tools(knowledge: KnowledgeBase) -> list[Tool]:
             query: A few keywords or a short question.
         """
         try:
-            passages = await knowledge.search(query, k=PASSAGES_PER_SEARCH)
+            passages = [p for p in await knowledge.search(query, k=PASSAGES_PER_SEARCH) if p.score >= MIN_PASSAGE_SCORE]
         except KnowledgeError as exc:
             return f"error: {exc.message}"
         if not passages:
@@ -94,6 +97,7 @@ def build_agents(
         model="large",
         tools=knowledge_tools(knowledge),
         output_schema=KNOWLEDGE_OUTPUT_SCHEMA,
+        tool_choice="required",
         max_steps=3,
         return_direct=True,
     )
@@ -103,6 +107,7 @@ def build_agents(
         instructions=GITHUB_INSTRUCTIONS,
         model="small",
         tools=github_tools(github),
+        tool_choice="required",
         max_steps=3,
         return_direct=True,
     )
@@ -111,6 +116,7 @@ def build_agents(
         instructions=ORCHESTRATOR_INSTRUCTIONS,
         model=orchestrator_model,
         tools=[knowledge_agent, github_agent],
-        max_steps=3,
+        tool_choice="required",
+        max_steps=2,
     )
     return orchestrator, (knowledge_agent, github_agent)
