@@ -53,4 +53,7 @@ async def serve(settings: Settings) -> None:
 @click.option("--host", help="Interface to bind (default 127.0.0.1).")
 def up(port: int | None, host: str | None) -> None:
     """Run everything: store, local models, reference bots and the HTTP API."""
-    run_async(serve(load_settings(port=port, host=host)))
+    try:
+        run_async(serve(load_settings(port=port, host=host)))
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly
+        console.print("botfactory stopped")

@@ -76,7 +76,7 @@ class Platform:
             if not settings.github_base_url:
                 github_demo = GitHubStandIn(org=settings.github_org, token=DEMO_GITHUB_TOKEN)
                 demo_url = stack.enter_context(run_standin_server(github_demo))
-                logger.warning("github=<%s> | no BOTFACTORY_GITHUB_BASE_URL: using the local demo stand-in", demo_url)
+                logger.info("github=<%s> | no BOTFACTORY_GITHUB_BASE_URL: using the local demo stand-in", demo_url)
                 settings = settings.model_copy(
                     update={"github_base_url": demo_url, "github_token": SecretStr(DEMO_GITHUB_TOKEN)}
                 )
