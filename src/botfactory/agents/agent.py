@@ -31,9 +31,15 @@ class Agent:
         max_steps: Maximum model calls of this agent within one turn.
         return_direct: When used as a sub-agent, its answer becomes the parent's final answer with no further
             parent model call (saves a model call and keeps citations verbatim).
-        tool_choice: ``required``: the agent's first model call in each run must call a tool, so it cannot answer
-            (or claim an action) without using one. Small models otherwise often answer from their own knowledge.
-            A router whose tools are ``return_direct`` specialists can then never answer on its own.
+        tool_choice: ``required``: the agent must use a tool before it may answer, so it cannot answer (or claim an
+            action) without one; small models otherwise often answer from their own knowledge. A router whose tools
+            are ``return_direct`` specialists can then never answer on its own.
+        prefetch: One of ``tools``, run before the agent's first model call with the agent's request as its first
+            required string argument; the model sees it as its own first tool call. Saves a model call for agents
+            that always start the same way (retrieval before answering), and counts as using a tool.
+        input: As a sub-agent, what it is given: ``request`` (the parent writes one) or ``user_message`` (the
+            turn's user message, verbatim; the parent only chooses the agent). ``user_message`` suits routers:
+            nothing is lost in paraphrase and the parent's call is a few tokens.
     """
 
     name: str
@@ -45,12 +51,18 @@ class Agent:
     max_steps: int = 6
     return_direct: bool = False
     tool_choice: Literal["auto", "required"] = "auto"
+    prefetch: Tool | None = None
+    input: Literal["request", "user_message"] = "request"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"agent name {self.name!r} must match {_NAME.pattern}")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError(f"agent {self.name!r} requires a tool call but has no tools")
+        if self.prefetch is not None:
+            if not any(t is self.prefetch for t in self.tools):
+                raise ValueError(f"agent {self.name!r}: its prefetch tool must be one of its tools")
+            prefetch_argument(self.prefetch)
         if self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         names = [t.name for t in self.tools]
@@ -81,8 +93,22 @@ SUBAGENT_PARAMETERS: dict[str, Any] = {
 }
 
 
+def prefetch_argument(tool: Tool) -> str:
+    """The argument a prefetch tool receives the request in: its first required string parameter."""
+    required = tool.parameters.get("required", [])
+    for name in required:
+        if tool.parameters["properties"][name].get("type") == "string":
+            return str(name)
+    raise ValueError(f"tool {tool.name!r} cannot prefetch: it has no required string argument for the request")
+
+
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
 def subagent_spec(agent: Agent) -> ToolSpec:
     """A sub-agent as its parent's model sees it."""
     return ToolSpec(
-        name=agent.name, description=agent.description or f"Ask the {agent.name} agent.", parameters=SUBAGENT_PARAMETERS
+        name=agent.name,
+        description=agent.description or f"Ask the {agent.name} agent.",
+        parameters=SUBAGENT_PARAMETERS if agent.input == "request" else NO_PARAMETERS,
     )

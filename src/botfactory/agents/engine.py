@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from botfactory.agents.agent import SUBAGENT_PARAMETERS, Agent
+from botfactory.agents.agent import NO_PARAMETERS, SUBAGENT_PARAMETERS, Agent, prefetch_argument
 from botfactory.agents.events import (
     AgentFinished,
     Event,
@@ -38,6 +38,7 @@ EventHandler = Callable[[Event], Awaitable[None]]
 _MAX_TOOL_OUTPUT_CHARS = 6_000
 _EVENT_OUTPUT_CHARS = 300
 _SUBAGENT_VALIDATOR = jsonschema.Draft202012Validator(SUBAGENT_PARAMETERS)
+_NO_ARGUMENTS_VALIDATOR = jsonschema.Draft202012Validator(NO_PARAMETERS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +150,10 @@ class Engine:
 
     async def _run_agent(self, agent: Agent, path: str, messages: list[Message], state: _TurnState) -> AgentResult:
         specs = agent.tool_specs()
-        for step in range(agent.max_steps):
+        used_tool = False
+        if agent.prefetch is not None:
+            used_tool = await self._prefetch(agent, agent.prefetch, path, messages, state)
+        for _ in range(agent.max_steps):
             if state.usage.total_tokens >= state.max_tokens:
                 raise TokenLimitError(
                     f"this turn used {state.usage.total_tokens} tokens, over its limit of {state.max_tokens}; "
@@ -159,7 +163,7 @@ class Engine:
                 messages=tuple(messages),
                 tools=specs,
                 response_schema=agent.output_schema,
-                tool_choice="required" if agent.tool_choice == "required" and step == 0 else "auto",
+                tool_choice="required" if agent.tool_choice == "required" and not used_tool else "auto",
             )
             position = state.next_position()
             await state.emit(
@@ -198,6 +202,7 @@ class Engine:
                 )
                 return result
             messages.append(response.message)
+            used_tool = True
             for call in response.message.tool_calls:
                 output, direct = await self._run_tool(agent, path, call, state)
                 if direct is not None:
@@ -208,6 +213,17 @@ class Engine:
             f"agent '{path}' reached its limit of {agent.max_steps} steps without an answer; "
             "simplify the request or raise the agent's max_steps"
         )
+
+    async def _prefetch(
+        self, agent: Agent, prefetch: Tool, path: str, messages: list[Message], state: _TurnState
+    ) -> bool:
+        """Run the agent's prefetch tool on its request, shown to the model as its own first tool call."""
+        request = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        call = ToolCall(id="prefetch", name=prefetch.name, arguments={prefetch_argument(prefetch): request})
+        messages.append(Message(role="assistant", tool_calls=(call,)))
+        output, _ = await self._run_tool(agent, path, call, state)
+        messages.append(Message(role="tool", content=output, tool_call_id=call.id, name=call.name))
+        return True
 
     async def _run_tool(
         self, agent: Agent, path: str, call: ToolCall, state: _TurnState
@@ -279,8 +295,12 @@ class Engine:
     async def _run_subagent(
         self, agent: Agent, path: str, arguments: dict[str, Any], state: _TurnState
     ) -> tuple[str, AgentResult | None]:
-        check_arguments(agent.name, _SUBAGENT_VALIDATOR, arguments)
-        request = str(arguments["request"])
+        if agent.input == "user_message":
+            check_arguments(agent.name, _NO_ARGUMENTS_VALIDATOR, arguments)
+            request = state.turn.text
+        else:
+            check_arguments(agent.name, _SUBAGENT_VALIDATOR, arguments)
+            request = str(arguments["request"])
         if not request.strip():
             raise ToolError(f"call the '{agent.name}' agent with a non-empty 'request'")
         messages = [Message(role="system", content=agent.instructions), Message(role="user", content=request)]

@@ -61,10 +61,11 @@ async def test_streaming_invoke_sends_events_then_the_reply(
 ) -> None:
     from botfactory.testing import final
 
-    scripted["large"].script = [call("knowledge", request="how do I rotate vault keys?")]
-    scripted["small"].script = []
-    scripted["large"].script.append(call("search_docs", query="rotate vault api keys"))
-    scripted["large"].script.append(final("Run the rotation command.", sources=["docs/vault/rotate-api-keys.md"]))
+    # the router picks the knowledge specialist, which searches the real docs before answering
+    scripted["large"].script = [
+        call("knowledge"),
+        final("Run the rotation command.", sources=["docs/vault/rotate-api-keys.md"]),
+    ]
     response = await client.post(
         "/v1/bots/support/invoke?stream=true", json={"session_id": "s-3", "text": "how do I rotate vault keys?"}
     )
@@ -76,6 +77,9 @@ async def test_streaming_invoke_sends_events_then_the_reply(
     events = [json.loads(f.split("\n")[1].removeprefix("data: ")) for f in frames[:-1]]
     nested = [e for e in events if e["type"] == "tool_call_started" and e["agent_path"] == "support/knowledge"]
     assert nested[0]["tool"] == "search_docs"
+    assert nested[0]["arguments"] == {"query": "how do I rotate vault keys?"}
+    passages = scripted["large"].requests[1].messages[-1].content
+    assert "[source: docs/vault/rotate-api-keys.md]" in passages
     reply = json.loads(frames[-1].split("\n")[1].removeprefix("data: "))
     assert reply["reply"] == "Run the rotation command.\n\nSources: docs/vault/rotate-api-keys.md"
 
@@ -140,7 +144,7 @@ async def test_unknown_route_and_wrong_method_answer_json(client: httpx.AsyncCli
 async def test_real_server_on_loopback_serves_health_invoke_and_chat(
     platform: Platform, scripted: dict[str, ScriptedModel], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scripted["large"].script = ["pong", call("github", request="seat for octocat")]
+    scripted["large"].script = ["pong", call("github")]
     scripted["small"].script = [call("assign_copilot_seats", usernames=["octocat"]), "octocat has a seat now."]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -225,3 +225,56 @@ async def test_required_tool_choice_applies_to_the_first_call_only() -> None:
     result = await Engine(scripted_inference({"large": model})).run_turn(agent, turn())
     assert [r.tool_choice for r in model.requests] == ["required", "auto"]
     assert result.reply == "It is noon."
+
+
+async def test_prefetch_runs_the_tool_on_the_request_before_the_first_model_call() -> None:
+    model = ScriptedModel(["It is sunny in Oslo."])
+    agent = Agent(
+        name="main", instructions="x", tools=[get_weather, get_time], prefetch=get_weather, tool_choice="required"
+    )
+    steps: list[Step] = []
+
+    class Recorder:
+        async def record(self, step: Step) -> None:
+            steps.append(step)
+
+    result = await Engine(scripted_inference({"large": model})).run_turn(agent, turn("Oslo"), recorder=Recorder())
+
+    assert calls == [("get_weather", {"city": "Oslo"})]
+    shown = model.requests[0].messages
+    assert shown[-2].tool_calls[0].name == "get_weather"
+    assert shown[-1].content == "sunny in Oslo"
+    # the prefetch counts as using a tool: the model may answer at once
+    assert model.requests[0].tool_choice == "auto"
+    assert [(s.position, s.kind, s.name) for s in steps] == [(1, "tool", "get_weather"), (2, "model", "large")]
+    assert result.reply == "It is sunny in Oslo."
+
+
+def test_prefetch_must_be_one_of_the_tools_and_take_a_string() -> None:
+    with pytest.raises(ValueError, match="must be one of its tools"):
+        Agent(name="main", instructions="x", tools=[get_time], prefetch=get_weather)
+
+    @tool
+    def count(n: int) -> int:
+        """Count."""
+        return n
+
+    with pytest.raises(ValueError, match="no required string argument"):
+        Agent(name="main", instructions="x", tools=[count], prefetch=count)
+
+
+async def test_user_message_input_forwards_the_turn_text_verbatim() -> None:
+    specialist = Agent(
+        name="weather",
+        description="Weather.",
+        instructions="w",
+        model="small",
+        tools=[get_weather],
+        input="user_message",
+    )
+    router = Agent(name="main", instructions="route", tools=[specialist], tool_choice="required")
+    assert specialist.tool_specs() and router.tool_specs()[0].parameters["properties"] == {}
+    large = ScriptedModel([call("weather"), "done"])
+    small = ScriptedModel(["Sunny."])
+    await Engine(scripted_inference({"large": large, "small": small})).run_turn(router, turn("Is it sunny in Oslo?"))
+    assert small.requests[0].messages[-1].content == "Is it sunny in Oslo?"

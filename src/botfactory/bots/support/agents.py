@@ -15,18 +15,22 @@ PASSAGES_PER_SEARCH = 3
 MIN_PASSAGE_SCORE = 0.3
 """Passages scoring below this (cosine plus keyword boost) are unrelated to the query; measured on the shipped
 docs: answerable questions score 0.5-0.9, an unrelated question 0.26."""
+RELATIVE_PASSAGE_SCORE = 0.8
+"""Passages scoring below this share of the best one are dropped: each passage costs the local model seconds of
+prompt processing, and weak ones rarely hold the answer."""
 
 ORCHESTRATOR_INSTRUCTIONS = """\
 You are the support desk assistant of Acme's internal developer platform, answering engineers in chat.
-Route every message to exactly one specialist and pass the user's request on in full:
+Route every message to exactly one specialist:
 - github: requests to grant, give or assign a GitHub Copilot license or seat to one or more GitHub users.
 - knowledge: everything else: questions about the platform, tools, processes, policies or how to do something."""
 
 KNOWLEDGE_INSTRUCTIONS = """\
 You answer questions about Acme's internal developer platform using only its documentation.
-First call search_docs with a short search query. Then answer from the returned passages only:
-- Answer exactly the question asked, in at most four sentences: state the specific numbers, limits, commands or \
-steps from the passages that answer it. Do not summarise what a page is about.
+The documentation is searched for you with search_docs; search again only if the passages miss the topic.
+Answer from the returned passages only:
+- Answer exactly the question asked, in at most three sentences: state the specific numbers, limits, commands \
+or steps from the passages that answer it. Do not summarise what a page is about.
 - In "sources", list the source path of every passage you used.
 - If the passages do not contain the answer, set "answer" to "I don't know: the documentation does not \
 cover that." and leave "sources" empty. Never guess or invent facts."""
@@ -58,9 +62,11 @@ def knowledge_tools(knowledge: KnowledgeBase) -> list[Tool]:
             query: A few keywords or a short question.
         """
         try:
-            passages = [p for p in await knowledge.search(query, k=PASSAGES_PER_SEARCH) if p.score >= MIN_PASSAGE_SCORE]
+            found = await knowledge.search(query, k=PASSAGES_PER_SEARCH)
         except KnowledgeError as exc:
             return f"error: {exc.message}"
+        best = max((p.score for p in found), default=0.0)
+        passages = [p for p in found if p.score >= max(MIN_PASSAGE_SCORE, RELATIVE_PASSAGE_SCORE * best)]
         if not passages:
             return "No passages found: the documentation does not cover this."
         return "\n\n".join(f"[source: {p.source}] {p.heading}\n{p.text.strip()}" for p in passages)
@@ -90,16 +96,19 @@ def build_agents(
     knowledge: KnowledgeBase, github: GitHubCopilotClient, *, orchestrator_model: str = "large"
 ) -> tuple[Agent, Sequence[Agent]]:
     """The orchestrator and its two specialists."""
+    search = knowledge_tools(knowledge)[0]
     knowledge_agent = Agent(
         name="knowledge",
         description="Answers questions about the internal developer platform from its documentation, with sources.",
         instructions=KNOWLEDGE_INSTRUCTIONS,
         model="large",
-        tools=knowledge_tools(knowledge),
+        tools=[search],
+        prefetch=search,
         output_schema=KNOWLEDGE_OUTPUT_SCHEMA,
         tool_choice="required",
         max_steps=3,
         return_direct=True,
+        input="user_message",
     )
     github_agent = Agent(
         name="github",
@@ -110,6 +119,7 @@ def build_agents(
         tool_choice="required",
         max_steps=3,
         return_direct=True,
+        input="user_message",
     )
     orchestrator = Agent(
         name="support",
