@@ -44,8 +44,6 @@ class ModelConfig(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     native_tools: bool | None = None
     """Force native tool calling on or off; ``None`` takes the provider's profile."""
-    input_price_per_mtok: float = Field(default=0.0, ge=0)
-    output_price_per_mtok: float = Field(default=0.0, ge=0)
 
 
 def _default_models() -> dict[str, ModelConfig]:
@@ -91,7 +89,6 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; default ``sqlite:///$BOTFACTORY_HOME/botfactory.db``."""
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    log_level: str = "INFO"
 
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     local_model_port_base: int = Field(default=8091, ge=1024, le=65000)
@@ -103,7 +100,6 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=16_000, ge=1)
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
 
-    turn_max_steps: int = Field(default=8, ge=1)
     turn_max_tokens: int = Field(default=32_000, ge=1)
 
     github_base_url: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,24 @@ def config_show(as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    console.print(_as_toml(data), markup=False)
+
+
+def _as_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Settings in the shape of botfactory.toml: scalars first, then one [section] per table."""
+    lines = [
+        f"# {key} is not set" if value is None else f"{key} = {json.dumps(value)}"
+        for key, value in data.items()
+        if not isinstance(value, dict)
+    ]
     for key, value in data.items():
-        console.print(f"[bold]{key}[/bold] = {value}")
+        if isinstance(value, dict):
+            name = f"{prefix}{key}"
+            if all(isinstance(v, dict) for v in value.values()):
+                lines.append(_as_toml(value, f"{name}."))
+            else:
+                lines += ["", f"[{name}]", _as_toml(value, f"{name}.")]
+    return "\n".join(lines)
 
 
 @cli.group()

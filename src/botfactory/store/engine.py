@@ -40,6 +40,8 @@ class _Backend:
     prepare_url: Callable[[sa.URL], sa.URL]
     configure_engine: Callable[[sa.Engine], None]
     connect_hint: Callable[[sa.URL], str]
+    pre_ping: bool
+    """Test pooled connections before use: a server may have restarted; a local SQLite file cannot."""
 
 
 _BACKENDS: Final = {
@@ -50,6 +52,7 @@ _BACKENDS: Final = {
         prepare_url=_sqlite.prepare_url,
         configure_engine=_sqlite.configure_engine,
         connect_hint=_sqlite.connect_hint,
+        pre_ping=False,
     ),
     "postgresql": _Backend(
         async_driver="psycopg",
@@ -58,6 +61,7 @@ _BACKENDS: Final = {
         prepare_url=_postgres.prepare_url,
         configure_engine=_postgres.configure_engine,
         connect_hint=_postgres.connect_hint,
+        pre_ping=True,
     ),
 }
 _ALIASES: Final = {"postgres": "postgresql"}
@@ -110,7 +114,7 @@ def create_engine(url: str) -> AsyncEngine:
     Creating the engine does not connect; the first query does.
     """
     backend, _ = _parse(url)
-    engine = create_async_engine(normalize_url(url), pool_pre_ping=True)
+    engine = create_async_engine(normalize_url(url), pool_pre_ping=backend.pre_ping)
     backend.configure_engine(engine.sync_engine)
     return engine
 
@@ -133,7 +137,7 @@ async def begin_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 def create_sync_engine(url: str) -> sa.Engine:
     """A sync engine for ``url``, for migrations run from the command line."""
     backend, _ = _parse(url)
-    engine = sa.create_engine(normalize_url(url, asyncio=False), pool_pre_ping=True)
+    engine = sa.create_engine(normalize_url(url, asyncio=False), pool_pre_ping=backend.pre_ping)
     backend.configure_engine(engine)
     return engine
 

@@ -91,3 +91,15 @@ def test_chat_with_an_explicit_url_and_no_server_fails_clearly(capsys: pytest.Ca
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frobnicate"]) == 2
     assert "No such command" in capsys.readouterr().err
+
+
+def test_config_show_text_is_shaped_like_botfactory_toml(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOTFACTORY_GITHUB_TOKEN", "ghp_supersecret")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "[models.large]" in out
+    assert 'model = "qwen2.5-coder-1.5b-instruct-q4_k_m"' in out
+    assert "# bots_dir is not set" in out
+    assert "ghp_supersecret" not in out
