@@ -103,3 +103,15 @@ def test_config_show_text_is_shaped_like_botfactory_toml(
     assert 'model = "qwen2.5-coder-1.5b-instruct-q4_k_m"' in out
     assert "# bots_dir is not set" in out
     assert "ghp_supersecret" not in out
+
+
+def test_up_on_a_taken_port_fails_before_starting_anything(capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["up", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not (home / "botfactory.db").exists()
