@@ -273,8 +273,12 @@ async def test_user_message_input_forwards_the_turn_text_verbatim() -> None:
         input="user_message",
     )
     router = Agent(name="main", instructions="route", tools=[specialist], tool_choice="required")
-    assert specialist.tool_specs() and router.tool_specs()[0].parameters["properties"] == {}
+    # the router is offered the specialist with no arguments to write
+    assert router.tool_specs()[0].parameters == {"type": "object", "properties": {}, "additionalProperties": False}
     large = ScriptedModel([call("weather"), "done"])
     small = ScriptedModel(["Sunny."])
-    await Engine(scripted_inference({"large": large, "small": small})).run_turn(router, turn("Is it sunny in Oslo?"))
+    result = await Engine(scripted_inference({"large": large, "small": small})).run_turn(
+        router, turn("Is it sunny in Oslo?")
+    )
     assert small.requests[0].messages[-1].content == "Is it sunny in Oslo?"
+    assert result.reply == "done"
