@@ -17,7 +17,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botfactory.errors import ConfigError
 
-__all__ = ["ModelConfig", "Settings", "default_home", "find_config_file"]
+__all__ = [
+    "BudgetSettings",
+    "ModelConfig",
+    "ModelPrice",
+    "RuntimeSettings",
+    "Settings",
+    "default_home",
+    "find_config_file",
+]
 
 ProviderName = Literal["local", "openai", "scripted"]
 
@@ -44,6 +52,77 @@ class ModelConfig(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     native_tools: bool | None = None
     """Force native tool calling on or off; ``None`` takes the provider's profile."""
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in the currency budgets are written in, per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_million: float = Field(default=0.0, ge=0)
+    output_per_million: float = Field(default=0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """The price of one call."""
+        return (input_tokens * self.input_per_million + output_tokens * self.output_per_million) / 1_000_000
+
+
+class BudgetSettings(BaseModel):
+    """Token and spend caps, checked before every model call. ``None`` is no cap.
+
+    Daily caps count from midnight UTC; session caps count the session's whole life.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bot_daily_tokens: int | None = Field(default=None, ge=0)
+    bot_daily_cost: float | None = Field(default=None, ge=0)
+    user_daily_tokens: int | None = Field(default=None, ge=0)
+    user_daily_cost: float | None = Field(default=None, ge=0)
+    session_tokens: int | None = Field(default=None, ge=0)
+    session_cost: float | None = Field(default=None, ge=0)
+
+    @property
+    def any(self) -> bool:
+        """Whether any cap is set."""
+        return any(value is not None for value in self.model_dump().values())
+
+
+class RuntimeSettings(BaseModel):
+    """The durable runtime: leases, retries, limits and session lifecycle (``[runtime]`` in botfactory.toml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(default=32, ge=1, le=4096)
+    """Turns one worker process runs at once."""
+    lease_s: float = Field(default=30.0, gt=0)
+    """How long a claim on a session lasts without a heartbeat; a dead worker's session moves on after this."""
+    heartbeat_s: float = Field(default=1.0, gt=0)
+    """How often a worker renews its leases and looks for cancellations made on other hosts."""
+    poll_s: float = Field(default=1.0, gt=0)
+    """Idle workers look for work at least this often (PostgreSQL notifications wake them sooner)."""
+    sqlite_poll_s: float = Field(default=0.005, gt=0)
+    """On SQLite, idle workers check for any new commit this often (a cheap in-memory read)."""
+    max_attempts: int = Field(default=5, ge=1)
+    """Attempts (crashes and failures included) before a message goes to the dead letters."""
+    backoff_base_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    turn_max_seconds: float = Field(default=600.0, gt=0)
+    """Wall time of one attempt of a turn."""
+    turn_max_steps: int = Field(default=64, ge=1)
+    """Model and tool calls in one turn, across all its agents."""
+    max_lifetime_s: float = Field(default=8 * 3600.0, gt=0)
+    """A turn still unfinished this long after it started ends as ``expired``."""
+    idle_timeout_s: float = Field(default=900.0, gt=0)
+    """A session without activity this long has its in-memory resources released (its state stays stored)."""
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long running turns may take to finish before they are checkpointed and released."""
+    controls_refresh_s: float = Field(default=0.2, gt=0)
+    """Kill switches are re-read before a step when the copy in memory is older than this."""
+    event_retention_s: float = Field(default=86_400.0, gt=0)
+    """Turn events (the SSE stream) are kept this long."""
+    invoke_timeout_s: float = Field(default=300.0, gt=0)
+    """How long the synchronous invoke endpoint waits for the reply."""
 
 
 def _default_models() -> dict[str, ModelConfig]:
@@ -102,6 +181,11 @@ class Settings(BaseSettings):
 
     turn_max_tokens: int = Field(default=32_000, ge=1)
 
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Price per model alias; a model without an entry costs 0 (local models) but still counts tokens."""
+
     github_base_url: str | None = None
     """GitHub REST API base URL. Unset: ``botfactory up`` serves a local demo stand-in."""
     github_org: str = "example-org"
@@ -154,11 +238,18 @@ class Settings(BaseSettings):
                 f"unknown model alias '{alias}' (configured: {known}); add [models.{alias}] to botfactory.toml"
             ) from None
 
+    def price(self, alias: str) -> ModelPrice:
+        """The price of a model alias; free when the table has no entry."""
+        return self.prices.get(alias) or _FREE
+
     def masked(self) -> dict[str, Any]:
         """The resolved settings as plain data with every secret replaced by ``***``."""
         data = self.model_dump(mode="json")
         data["database_url"] = _mask_url(self.resolved_database_url)
         return data
+
+
+_FREE = ModelPrice()
 
 
 def _mask_url(url: str) -> str:

@@ -12,17 +12,24 @@ secrets or prompt text.
     ├── NotFoundError               a named thing does not exist
     │   ├── BotNotFoundError
     │   └── SessionNotFoundError
+    ├── ConflictError               the request conflicts with the current state (409)
+    │   └── SessionBusyError        a bot with the ``reject`` policy is already busy on the session
     ├── StoreError                  the database failed or is at the wrong schema version
+    │   └── LeaseLostError          another worker took over the session this worker was running
     ├── ModelError                  inference failed
     │   ├── ModelUnavailableError   the model server is down or unreachable (retryable)
     │   ├── ModelResponseError      the model answered with something unusable
     │   └── ModelInstallError       model files are missing or fail verification
     ├── ToolError                   a tool call failed
     │   ├── ToolArgumentsError      arguments did not match the tool's schema
-    │   └── ToolNotFoundError
+    │   ├── ToolNotFoundError
+    │   └── ToolDisabledError       a kill switch turned the tool off
     ├── LimitExceededError          a per-turn limit was reached
-    │   ├── StepLimitError
-    │   └── TokenLimitError
+    │   ├── StepLimitError          an agent's steps (a sub-agent's is reported to its caller)
+    │   ├── TokenLimitError         the turn's tokens
+    │   ├── TimeLimitError          the turn's wall time or the run's lifetime
+    │   ├── BudgetExceededError     a token or spend budget of the bot, user, session or day
+    │   └── KillSwitchError         an operator switched the bot or agent off
     └── KnowledgeError              knowledge base ingest or search failed
 """
 
@@ -31,9 +38,13 @@ from __future__ import annotations
 __all__ = [
     "BotNotFoundError",
     "BotfactoryError",
+    "BudgetExceededError",
     "ConfigError",
+    "ConflictError",
     "InvalidInputError",
+    "KillSwitchError",
     "KnowledgeError",
+    "LeaseLostError",
     "LimitExceededError",
     "MissingExtraError",
     "ModelError",
@@ -42,11 +53,14 @@ __all__ = [
     "ModelUnavailableError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "SessionBusyError",
     "SessionNotFoundError",
     "StepLimitError",
     "StoreError",
+    "TimeLimitError",
     "TokenLimitError",
     "ToolArgumentsError",
+    "ToolDisabledError",
     "ToolError",
     "ToolNotFoundError",
 ]
@@ -130,11 +144,35 @@ class SessionNotFoundError(NotFoundError):
     code = "session_not_found"
 
 
+class ConflictError(BotfactoryError):
+    """The request conflicts with the current state of what it names."""
+
+    code = "conflict"
+    http_status = 409
+    exit_code = 5
+
+
+class SessionBusyError(ConflictError):
+    """The session's bot rejects new messages while it is still working on earlier ones."""
+
+    code = "session_busy"
+
+
 class StoreError(BotfactoryError):
     """The database failed or its schema is not at the expected version."""
 
     code = "store_error"
     http_status = 503
+
+
+class LeaseLostError(StoreError):
+    """This worker's lease on a session expired and another worker took the session over.
+
+    The worker must stop the turn without writing anything more: the new holder resumes it.
+    """
+
+    code = "lease_lost"
+    retryable = True
 
 
 class ModelError(BotfactoryError):
@@ -184,23 +222,60 @@ class ToolNotFoundError(ToolError):
     code = "tool_not_found"
 
 
+class ToolDisabledError(ToolError):
+    """An operator turned the tool (or the sub-agent called as a tool) off with a kill switch."""
+
+    code = "tool_disabled"
+
+
 class LimitExceededError(BotfactoryError):
-    """A per-turn limit was reached; the turn stops with a clear message."""
+    """A per-turn limit was reached; the turn stops with a clear message.
+
+    Attributes:
+        ends_turn: The whole turn stops. When ``False`` (a sub-agent's step limit) the calling agent gets the
+            error as the tool's result and goes on.
+    """
 
     code = "limit_exceeded"
     http_status = 429
+    ends_turn = True
+
+    def __init__(self, message: str, *, ends_turn: bool | None = None) -> None:
+        super().__init__(message)
+        if ends_turn is not None:
+            self.ends_turn = ends_turn
 
 
 class StepLimitError(LimitExceededError):
     """An agent used its maximum number of steps without a final answer."""
 
     code = "step_limit"
+    ends_turn = False
 
 
 class TokenLimitError(LimitExceededError):
     """A turn used its maximum number of tokens."""
 
     code = "token_limit"
+
+
+class TimeLimitError(LimitExceededError):
+    """A turn ran longer than its wall-time limit, or its run outlived the maximum lifetime."""
+
+    code = "time_limit"
+
+
+class BudgetExceededError(LimitExceededError):
+    """A token or spend budget (per bot, user, session or day) would be exceeded by the next model call."""
+
+    code = "budget_exceeded"
+
+
+class KillSwitchError(LimitExceededError):
+    """An operator switched the bot or the agent off; turns stop at their next step."""
+
+    code = "kill_switch"
+    http_status = 503
 
 
 class KnowledgeError(BotfactoryError):

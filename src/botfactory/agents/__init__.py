@@ -1,8 +1,17 @@
 """The authoring model (``Agent``, ``tool``, ``Bot``) and the engine that runs a turn."""
 
 from botfactory.agents.agent import Agent
-from botfactory.agents.bot import Bot, BotContext, BotFactory, BotRegistry, load_bots_dir
-from botfactory.agents.engine import AgentResult, Engine, EventHandler, Step, StepRecorder, TurnInput, TurnResult
+from botfactory.agents.bot import Bot, BotContext, BotFactory, BotRegistry, DoubleTexting, load_bots_dir
+from botfactory.agents.engine import (
+    AgentResult,
+    Engine,
+    EventHandler,
+    Step,
+    StepRecorder,
+    TurnGuard,
+    TurnInput,
+    TurnResult,
+)
 from botfactory.agents.events import (
     AgentFinished,
     Event,
@@ -21,6 +30,7 @@ __all__ = [
     "BotContext",
     "BotFactory",
     "BotRegistry",
+    "DoubleTexting",
     "Engine",
     "Event",
     "EventHandler",
@@ -32,6 +42,7 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolContext",
+    "TurnGuard",
     "TurnInput",
     "TurnResult",
     "load_bots_dir",

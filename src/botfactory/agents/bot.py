@@ -10,20 +10,23 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from botfactory.agents.agent import Agent
-from botfactory.config import Settings
+from botfactory.config import BudgetSettings, Settings
 from botfactory.errors import BotNotFoundError, ConfigError
 
 if TYPE_CHECKING:
     from botfactory.memory import KnowledgeBase
 
-__all__ = ["Bot", "BotContext", "BotFactory", "BotRegistry", "load_bots_dir"]
+__all__ = ["Bot", "BotContext", "BotFactory", "BotRegistry", "DoubleTexting", "load_bots_dir"]
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+DoubleTexting = Literal["enqueue", "coalesce", "interrupt", "reject"]
+"""What happens to a message that arrives while the bot is still answering the session's previous one."""
 
 
 @dataclass(kw_only=True, eq=False)
@@ -32,16 +35,27 @@ class Bot:
 
     Attributes:
         max_tokens_per_turn: Token limit of one turn across every agent it runs.
+        double_texting: ``enqueue`` (default: answer each message in turn), ``coalesce`` (messages that arrive
+            meanwhile are answered together by the next turn; a reply overtaken by them is not delivered),
+            ``interrupt`` (a new message cancels the running turn, and the next turn answers all of them) or
+            ``reject`` (a new message is refused with 409 until the reply is out).
+        budgets: This bot's token and spend caps; ``None`` takes ``budgets`` from the settings.
     """
 
     name: str
     agent: Agent
     description: str = ""
     max_tokens_per_turn: int = 32_000
+    double_texting: DoubleTexting = "enqueue"
+    budgets: BudgetSettings | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"bot name {self.name!r} must match {_NAME.pattern}")
+        if self.double_texting not in get_args(DoubleTexting):
+            raise ValueError(
+                f"double_texting must be one of {', '.join(get_args(DoubleTexting))}, not {self.double_texting!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,12 @@
 
 Every model call and tool call is a step with a stable position in the turn (counted in execution order
 across the whole agent tree), its input and its output. Steps are handed to a :class:`StepRecorder` before
-the loop proceeds, which is where the durable runtime persists them.
+the loop proceeds, which is where the durable runtime persists them. A turn resumed after a crash is given
+the steps recorded so far: they are replayed (their recorded results used, nothing re-executed) and the turn
+continues from the first position without a record. Because a turn's control flow depends only on the
+results of its steps, replay reaches the same positions the first run did.
+
+A :class:`TurnGuard` is asked before every step that runs: that is where budgets and kill switches apply.
 """
 
 from __future__ import annotations
@@ -26,11 +31,27 @@ from botfactory.agents.events import (
     ToolCallStarted,
 )
 from botfactory.agents.tool import Tool, ToolContext, check_arguments
-from botfactory.errors import BotfactoryError, StepLimitError, TokenLimitError, ToolError
+from botfactory.errors import (
+    BotfactoryError,
+    LimitExceededError,
+    StepLimitError,
+    StoreError,
+    TokenLimitError,
+    ToolError,
+)
 from botfactory.inference import Inference, ModelRequest
 from botfactory.messages import Message, ToolCall, Usage
 
-__all__ = ["AgentResult", "Engine", "EventHandler", "Step", "StepRecorder", "TurnInput", "TurnResult"]
+__all__ = [
+    "AgentResult",
+    "Engine",
+    "EventHandler",
+    "Step",
+    "StepRecorder",
+    "TurnGuard",
+    "TurnInput",
+    "TurnResult",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +84,34 @@ class StepRecorder(Protocol):
         """Persist or observe one step."""
 
 
+class TurnGuard(Protocol):
+    """Asked before every step that runs (not before replayed ones); raises to stop it.
+
+    Raise a :class:`LimitExceededError` (budget, kill switch) to end the turn with a message for the user, or
+    a :class:`ToolError` from :meth:`before_tool_call` to fail just that call (the model sees the error).
+    """
+
+    async def before_model_call(self, *, agent_path: str, model: str, prompt_chars: int) -> None:
+        """Before a model call of the agent at ``agent_path``."""
+
+    async def before_tool_call(self, *, agent_path: str, tool: str, is_agent: bool) -> None:
+        """Before a tool call (``is_agent`` when the tool is a sub-agent) made by the agent at ``agent_path``."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TurnInput:
-    """What a turn starts from."""
+    """What a turn starts from.
+
+    Attributes:
+        resources: Per-session objects tools may keep in memory between turns (see ``ToolContext.resources``).
+    """
 
     session_id: str
     turn_id: str
     text: str
     user_id: str | None = None
     history: Sequence[Message] = ()
+    resources: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,12 +136,21 @@ class TurnResult:
 class _TurnState:
     turn: TurnInput
     max_tokens: int
+    max_steps: int | None
     on_event: EventHandler | None
     recorder: StepRecorder | None
+    guard: TurnGuard | None
+    replay: dict[int, Step]
     position: int = 0
     usage: Usage = field(default_factory=Usage)
 
     def next_position(self) -> int:
+        if self.max_steps is not None and self.position >= self.max_steps and self.position + 1 not in self.replay:
+            raise StepLimitError(
+                f"this turn made {self.position} model and tool calls, its limit; "
+                "ask for less at once or raise runtime.turn_max_steps",
+                ends_turn=True,
+            )
         self.position += 1
         return self.position
 
@@ -132,17 +181,35 @@ class Engine:
         turn: TurnInput,
         *,
         max_tokens: int = 32_000,
+        max_steps: int | None = None,
         on_event: EventHandler | None = None,
         recorder: StepRecorder | None = None,
+        replay: Sequence[Step] = (),
+        guard: TurnGuard | None = None,
     ) -> TurnResult:
         """Run one turn with ``agent`` as the entry agent and return its reply.
 
+        Args:
+            max_steps: Model and tool calls allowed in the whole turn (replayed ones count).
+            replay: Steps this turn recorded before a crash; they are not run again.
+            guard: Asked before each step that runs.
+
         Raises:
-            StepLimitError: the entry agent used ``max_steps`` model calls without answering.
+            StepLimitError: the entry agent used its ``max_steps`` model calls without answering, or the turn
+                reached ``max_steps``.
             TokenLimitError: the turn used more than ``max_tokens`` tokens.
+            LimitExceededError: the guard stopped the turn (budget, kill switch).
             ModelError: a model call failed after retries and fallbacks.
         """
-        state = _TurnState(turn=turn, max_tokens=max_tokens, on_event=on_event, recorder=recorder)
+        state = _TurnState(
+            turn=turn,
+            max_tokens=max_tokens,
+            max_steps=max_steps,
+            on_event=on_event,
+            recorder=recorder,
+            guard=guard,
+            replay={step.position: step for step in replay},
+        )
         messages = [Message(role="system", content=agent.instructions), *turn.history]
         messages.append(Message(role="user", content=turn.text))
         result = await self._run_agent(agent, agent.name, messages, state)
@@ -166,44 +233,21 @@ class Engine:
                 tool_choice="required" if agent.tool_choice == "required" and not used_tool else "auto",
             )
             position = state.next_position()
-            await state.emit(
-                ModelCallStarted(turn_id=state.turn.turn_id, agent_path=path, position=position, model=agent.model)
-            )
-            started = self._clock()
-            response = await self.inference.complete(agent.model, request)
-            state.usage = state.usage + response.usage
-            await state.record(
-                Step(
-                    position=position,
-                    agent_path=path,
-                    kind="model",
-                    name=agent.model,
-                    input={"messages": len(request.messages), "tools": [s.name for s in specs]},
-                    output={"message": response.message.to_dict(), "structured": response.structured},
-                    ok=True,
-                    started_at=started,
-                    finished_at=self._clock(),
-                )
-            )
-            await state.emit(
-                ModelCallFinished(
-                    turn_id=state.turn.turn_id,
-                    agent_path=path,
-                    position=position,
-                    model=response.model,
-                    usage=response.usage,
-                    latency_s=response.latency_s,
-                )
-            )
-            if not response.message.tool_calls:
-                result = AgentResult(answer=response.message.content, structured=response.structured)
+            recorded = state.replay.get(position)
+            if recorded is not None:
+                message, structured, usage = _replayed_model_call(recorded)
+                state.usage = state.usage + usage
+            else:
+                message, structured = await self._call_model(agent, path, position, request, state)
+            if not message.tool_calls:
+                result = AgentResult(answer=message.content, structured=structured)
                 await state.emit(
                     AgentFinished(turn_id=state.turn.turn_id, agent_path=path, answer=render_answer(result))
                 )
                 return result
-            messages.append(response.message)
+            messages.append(message)
             used_tool = True
-            for call in response.message.tool_calls:
+            for call in message.tool_calls:
                 output, direct = await self._run_tool(agent, path, call, state)
                 if direct is not None:
                     await state.emit(AgentFinished(turn_id=state.turn.turn_id, agent_path=path, answer=output))
@@ -213,6 +257,51 @@ class Engine:
             f"agent '{path}' reached its limit of {agent.max_steps} steps without an answer; "
             "simplify the request or raise the agent's max_steps"
         )
+
+    async def _call_model(
+        self, agent: Agent, path: str, position: int, request: ModelRequest, state: _TurnState
+    ) -> tuple[Message, dict[str, Any] | None]:
+        if state.guard is not None:
+            prompt_chars = sum(len(m.content or "") for m in request.messages)
+            await state.guard.before_model_call(agent_path=path, model=agent.model, prompt_chars=prompt_chars)
+        await state.emit(
+            ModelCallStarted(turn_id=state.turn.turn_id, agent_path=path, position=position, model=agent.model)
+        )
+        started = self._clock()
+        response = await self.inference.complete(agent.model, request)
+        state.usage = state.usage + response.usage
+        await state.record(
+            Step(
+                position=position,
+                agent_path=path,
+                kind="model",
+                name=agent.model,
+                input={"messages": len(request.messages), "tools": [s.name for s in request.tools]},
+                output={
+                    "message": response.message.to_dict(),
+                    "structured": response.structured,
+                    "usage": {
+                        "input_tokens": response.usage.input_tokens,
+                        "output_tokens": response.usage.output_tokens,
+                    },
+                    "model": response.model,
+                },
+                ok=True,
+                started_at=started,
+                finished_at=self._clock(),
+            )
+        )
+        await state.emit(
+            ModelCallFinished(
+                turn_id=state.turn.turn_id,
+                agent_path=path,
+                position=position,
+                model=response.model,
+                usage=response.usage,
+                latency_s=response.latency_s,
+            )
+        )
+        return response.message, response.structured
 
     async def _prefetch(
         self, agent: Agent, prefetch: Tool, path: str, messages: list[Message], state: _TurnState
@@ -230,6 +319,9 @@ class Engine:
     ) -> tuple[str, AgentResult | None]:
         """Run one tool call; failures become the tool's error text for the model. Returns (output, direct)."""
         position = state.next_position()
+        recorded = state.replay.get(position)
+        if recorded is not None:
+            return self._replayed_tool_call(recorded, state)
         await state.emit(
             ToolCallStarted(
                 turn_id=state.turn.turn_id, agent_path=path, position=position, tool=call.name, arguments=call.arguments
@@ -243,6 +335,10 @@ class Engine:
             if target is None:
                 known = ", ".join(t.name for t in agent.tools) or "none"
                 raise ToolError(f"there is no tool named '{call.name}'; available tools: {known}")
+            if state.guard is not None:
+                await state.guard.before_tool_call(
+                    agent_path=path, tool=call.name, is_agent=not isinstance(target, Tool)
+                )
             if isinstance(target, Tool):
                 context = ToolContext(
                     session_id=state.turn.session_id,
@@ -250,13 +346,14 @@ class Engine:
                     user_id=state.turn.user_id,
                     agent_path=path,
                     idempotency_key=f"{state.turn.turn_id}:{position}",
+                    resources=state.turn.resources if state.turn.resources is not None else {},
                 )
                 output = _tool_output(await target.call(call.arguments, context))
             else:
                 output, direct = await self._run_subagent(target, f"{path}/{target.name}", call.arguments, state)
             ok = True
         except BotfactoryError as exc:
-            if isinstance(exc, TokenLimitError):
+            if isinstance(exc, StoreError) or (isinstance(exc, LimitExceededError) and exc.ends_turn):
                 raise
             output = f"error: {exc.message}"
             logger.info(
@@ -273,7 +370,7 @@ class Engine:
                 kind="tool",
                 name=call.name,
                 input={"arguments": call.arguments},
-                output={"output": output},
+                output={"output": output, "direct": direct is not None, "last_position": state.position},
                 ok=ok,
                 started_at=started,
                 finished_at=finished,
@@ -292,6 +389,14 @@ class Engine:
         )
         return output, direct
 
+    @staticmethod
+    def _replayed_tool_call(recorded: Step, state: _TurnState) -> tuple[str, AgentResult | None]:
+        output = str(recorded.output.get("output", ""))
+        # A sub-agent's own steps come after its call's position; skip past them all.
+        state.position = max(state.position, int(recorded.output.get("last_position", recorded.position)))
+        direct = AgentResult(answer=output, return_direct=True) if recorded.output.get("direct") else None
+        return output, direct
+
     async def _run_subagent(
         self, agent: Agent, path: str, arguments: dict[str, Any], state: _TurnState
     ) -> tuple[str, AgentResult | None]:
@@ -307,6 +412,16 @@ class Engine:
         result = await self._run_agent(agent, path, messages, state)
         answer = render_answer(result)
         return answer, (AgentResult(answer=answer, return_direct=True) if agent.return_direct else None)
+
+
+def _replayed_model_call(recorded: Step) -> tuple[Message, dict[str, Any] | None, Usage]:
+    output = recorded.output
+    usage = output.get("usage") or {}
+    return (
+        Message.from_dict(output["message"]),
+        output.get("structured"),
+        Usage(input_tokens=int(usage.get("input_tokens", 0)), output_tokens=int(usage.get("output_tokens", 0))),
+    )
 
 
 def render_answer(result: AgentResult) -> str:

@@ -7,7 +7,7 @@ import re
 import types
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, overload
 
 import anyio.to_thread
@@ -33,6 +33,10 @@ class ToolContext:
         user_id: The human the agent acts for, when the channel knows it.
         agent_path: The calling agent, e.g. ``support/github``.
         idempotency_key: Stable for this call across retries and resumed turns; pass it to external APIs.
+        resources: In-memory objects kept for the session between its turns on this worker (a client, a
+            cache). Released after the session has been idle for ``runtime.idle_timeout_s``: store a value
+            with an ``aclose()`` or ``close()`` method and it is called then. Never hold state here that must
+            survive a crash; the store is for that.
     """
 
     session_id: str
@@ -40,6 +44,7 @@ class ToolContext:
     user_id: str | None
     agent_path: str
     idempotency_key: str
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 class Tool:

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from botfactory.agents import Event
 from botfactory.errors import BotfactoryError, InvalidInputError, PayloadTooLargeError
 from botfactory.runtime import InvokeResult, Runtime
 
@@ -102,9 +101,9 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
 
 async def _stream(runtime: Runtime, bot: str, body: InvokeBody) -> AsyncIterator[str]:
     """Server-sent events: one ``event`` per engine event, then ``reply`` (or ``error``)."""
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
-    async def on_event(event: Event) -> None:
+    async def on_event(event: dict[str, Any]) -> None:
         await queue.put(event)
 
     async def run() -> InvokeResult:
@@ -118,7 +117,7 @@ async def _stream(runtime: Runtime, bot: str, body: InvokeBody) -> AsyncIterator
     task = asyncio.create_task(run())
     try:
         while (event := await queue.get()) is not None:
-            yield _sse("event", event.to_dict())
+            yield _sse("event", event)
         try:
             yield _sse("reply", _result_json(await task))
         except BotfactoryError as exc:

@@ -98,8 +98,8 @@ async def chat_in_process(settings: Settings, bot: str, session_id: str, message
     try:
         platform.bots.get(bot)
 
-        async def on_event(event: Any) -> None:
-            _print_event(event.to_dict())
+        async def on_event(event: dict[str, Any]) -> None:
+            _print_event(event)
 
         for text in _inputs(messages):
             try:

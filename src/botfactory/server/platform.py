@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import SecretStr
 
@@ -18,7 +19,7 @@ from botfactory.bots import SUPPORT_DOCS_DIR, reference_bots
 from botfactory.config import Settings
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
-from botfactory.runtime import Runtime
+from botfactory.runtime import Runtime, RuntimeStack, Worker, start_runtime
 from botfactory.store import KnowledgeStore, Store
 from botfactory.testing import GitHubStandIn, run_standin_server
 
@@ -30,6 +31,8 @@ DEFAULT_KB = "default"
 DEMO_GITHUB_TOKEN = "demo-token"
 
 IngestProgress = Callable[[int, int], None]
+Role = Literal["all", "serve", "worker"]
+"""``all``: ``botfactory up``; ``serve``: HTTP and inbox, no turns; ``worker``: turns only."""
 
 
 @dataclass(kw_only=True)
@@ -42,9 +45,19 @@ class Platform:
     knowledge: KnowledgeBase
     bots: BotRegistry
     engine: Engine
-    runtime: Runtime
+    runtime_stack: RuntimeStack
     github_demo: GitHubStandIn | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @property
+    def runtime(self) -> Runtime:
+        """Enqueue, watch, cancel: the runtime as channels see it."""
+        return self.runtime_stack.runtime
+
+    @property
+    def worker(self) -> Worker | None:
+        """The worker running turns in this process, if this process runs any."""
+        return self.runtime_stack.worker
 
     @classmethod
     async def start(
@@ -56,10 +69,14 @@ class Platform:
         embedder: Embedder | None = None,
         install_progress: InstallProgress | None = None,
         ingest_progress: IngestProgress | None = None,
+        role: Role = "all",
+        concurrency: int | None = None,
     ) -> Platform:
-        """Open the store, start the models, seed the default knowledge base and load the bots.
+        """Open the store, start the models, seed the default knowledge base, load the bots, start the runtime.
 
         Args:
+            role: What this process does: ``all`` (``up``), ``serve`` (no models, no turns) or ``worker``.
+            concurrency: Turns the worker runs at once (default ``runtime.concurrency``).
             settings: Resolved settings.
             inference: Use this instead of starting the configured models (tests pass scripted models).
             start_models: Start the configured models; ``False`` serves no model (for listing and admin commands).
@@ -80,7 +97,7 @@ class Platform:
                 settings = settings.model_copy(
                     update={"github_base_url": demo_url, "github_token": SecretStr(DEMO_GITHUB_TOKEN)}
                 )
-            if inference is None and not start_models:
+            if inference is None and (not start_models or role == "serve"):
                 inference = Inference({})
             if inference is None:
                 inference_stack: InferenceStack = await start_inference(settings, progress=install_progress)
@@ -92,7 +109,16 @@ class Platform:
                 for bot in load_bots_dir(settings.bots_dir, context):
                     bots.add(bot)
             engine = Engine(inference)
-            runtime = Runtime(settings=settings, store=store, engine=engine, bots=bots)
+            runtime_stack = await start_runtime(
+                settings,
+                store=store,
+                engine=engine,
+                bots=bots,
+                run_worker=role != "serve" and start_models,
+                listen=role != "all",
+                concurrency=concurrency,
+            )
+            stack.push_async_callback(runtime_stack.aclose)
         except BaseException:
             await stack.aclose()
             raise
@@ -103,7 +129,7 @@ class Platform:
             knowledge=knowledge,
             bots=bots,
             engine=engine,
-            runtime=runtime,
+            runtime_stack=runtime_stack,
             github_demo=github_demo,
             _stack=stack,
         )

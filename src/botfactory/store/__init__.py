@@ -11,9 +11,29 @@ The schema lives in :mod:`botfactory.store.schema`, migrations in :mod:`botfacto
 from __future__ import annotations
 
 from botfactory.store.base import Clock, Store
-from botfactory.store.engine import begin_write, create_engine, normalize_url
+from botfactory.store.engine import begin_write, create_engine, create_sync_engine, normalize_url
 from botfactory.store.knowledge import ChunkInput, ChunkRow, KnowledgeStats, KnowledgeStore
 from botfactory.store.migrate import current_revision, head_revision, upgrade
+from botfactory.store.notify import ChangeFeed, NotificationHandler
+from botfactory.store.queue import CONTROL_CHANNEL, EVENTS_CHANNEL, INBOX_CHANNEL, RuntimeStore
+from botfactory.store.queue_records import (
+    API_CHANNEL,
+    CancelKind,
+    CancelResult,
+    Claim,
+    ClaimBatch,
+    DoubleTexting,
+    Enqueued,
+    EventRecord,
+    Heartbeat,
+    Inbound,
+    InboxItem,
+    Lease,
+    OutboxRecord,
+    QueueState,
+    TurnOutcome,
+    UsageDelta,
+)
 from botfactory.store.records import (
     FinishedTurnStatus,
     MessageRecord,
@@ -24,24 +44,49 @@ from botfactory.store.records import (
     TurnRecord,
     TurnStatus,
 )
+from botfactory.store.writer import BatchWriter
 
 __all__ = [
+    "API_CHANNEL",
+    "CONTROL_CHANNEL",
+    "EVENTS_CHANNEL",
+    "INBOX_CHANNEL",
+    "BatchWriter",
+    "CancelKind",
+    "CancelResult",
+    "ChangeFeed",
     "ChunkInput",
     "ChunkRow",
+    "Claim",
+    "ClaimBatch",
     "Clock",
+    "DoubleTexting",
+    "Enqueued",
+    "EventRecord",
     "FinishedTurnStatus",
+    "Heartbeat",
+    "Inbound",
+    "InboxItem",
     "KnowledgeStats",
     "KnowledgeStore",
+    "Lease",
     "MessageRecord",
+    "NotificationHandler",
+    "OutboxRecord",
+    "QueueState",
+    "RuntimeStore",
     "SessionRecord",
     "StepKind",
     "StepRecord",
     "StepStatus",
     "Store",
+    "TurnOutcome",
     "TurnRecord",
     "TurnStatus",
+    "UsageDelta",
     "begin_write",
     "create_engine",
+    "create_sync_engine",
     "current_revision",
     "head_revision",
     "normalize_url",

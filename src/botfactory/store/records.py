@@ -24,8 +24,8 @@ __all__ = [
     "TurnStatus",
 ]
 
-TurnStatus = Literal["running", "completed", "failed", "cancelled"]
-FinishedTurnStatus = Literal["completed", "failed", "cancelled"]
+TurnStatus = Literal["running", "completed", "failed", "cancelled", "interrupted", "expired"]
+FinishedTurnStatus = Literal["completed", "failed", "cancelled", "interrupted", "expired"]
 StepKind = Literal["model", "tool"]
 StepStatus = Literal["completed", "failed"]
 
@@ -72,6 +72,10 @@ class TurnRecord:
     output_tokens: int
     started_at: float
     finished_at: float | None
+    attempts: int = 0
+    """How many times a worker claimed this turn (more than one after a crash or a failed attempt)."""
+    cost: float = 0.0
+    """Price of the turn's model calls, from the settings' price table."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,13 +8,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "inbox",
     "kb_chunks",
     "kb_documents",
+    "kill_switches",
     "messages",
     "metadata",
+    "outbox",
+    "session_queue",
     "sessions",
     "steps",
+    "turn_events",
     "turns",
+    "usage_counters",
 ]
 
 metadata = sa.MetaData(
@@ -57,6 +63,7 @@ turns = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("session_id", sa.String(256), sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
     sa.Column("bot", sa.String(128), nullable=False),
+    # running | completed | failed | cancelled | interrupted | expired (the comment is from migration 0001)
     sa.Column("status", sa.String(32), nullable=False, comment="running | completed | failed"),
     sa.Column("input_message_id", sa.String(36), nullable=True),
     sa.Column("reply", sa.Text, nullable=True),
@@ -66,6 +73,8 @@ turns = sa.Table(
     sa.Column("output_tokens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0", comment="claims of this turn so far"),
+    sa.Column("cost", sa.Float, nullable=False, server_default="0", comment="price of its model calls"),
     sa.Index(None, "session_id", "started_at"),
 )
 
@@ -108,4 +117,99 @@ kb_chunks = sa.Table(
     sa.Column("embedding", sa.LargeBinary, nullable=False, comment="float32 little-endian, normalized"),
     sa.Index(None, "kb"),
     sa.Index(None, "document_id"),
+)
+
+# The durable runtime (migration 0002)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("message_id", sa.String(36), sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("session_id", sa.String(256), sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("bot", sa.String(128), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False, comment="the message's seq: arrival order within the session"),
+    sa.Column("dedup_key", sa.String(256), nullable=True, comment="a second enqueue with this key is the same message"),
+    sa.Column("status", sa.String(16), nullable=False, comment="pending | running | done | dead | cancelled"),
+    sa.Column("turn_id", sa.String(36), nullable=True, comment="the turn answering it, once claimed"),
+    sa.Column("channel", sa.String(64), nullable=False, comment="where the reply goes: api, slack, ..."),
+    sa.Column("reply_to", sa.JSON, nullable=True, comment="the channel's delivery target (thread, ...)"),
+    sa.Column("trace_context", sa.JSON, nullable=True, comment="W3C trace context from the channel"),
+    sa.Column("error", sa.Text, nullable=True, comment="why it went to the dead letters"),
+    sa.Column("enqueued_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("bot", "dedup_key"),
+    sa.Index(None, "session_id", "seq"),
+    sa.Index(None, "turn_id"),
+    sa.Index(None, "status", "enqueued_at"),
+)
+
+session_queue = sa.Table(
+    "session_queue",
+    metadata,
+    sa.Column("session_id", sa.String(256), sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("bot", sa.String(128), nullable=False),
+    sa.Column("pending", sa.Integer, nullable=False, comment="messages not yet answered (pending or running)"),
+    sa.Column(
+        "ready_at",
+        sa.Float,
+        nullable=True,
+        comment="when a worker may claim the session: NULL without work; while leased, the lease's expiry",
+    ),
+    sa.Column("lease_token", sa.String(36), nullable=True, comment="the current claim; fences stale workers"),
+    sa.Column("turn_id", sa.String(36), nullable=True, comment="the unfinished turn, resumed by the next claim"),
+    sa.Column("cancel", sa.String(16), nullable=True, comment="cancel | interrupt, requested of the running turn"),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index(None, "ready_at"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("turn_id", sa.String(36), sa.ForeignKey("turns.id", ondelete="CASCADE"), nullable=False, unique=True),
+    sa.Column("session_id", sa.String(256), sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("bot", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("reply_to", sa.JSON, nullable=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, comment="pending | delivered | stale | failed"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "session_id"),
+)
+
+turn_events = sa.Table(
+    "turn_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(256), nullable=False),
+    sa.Column("turn_id", sa.String(36), nullable=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index(None, "session_id", "id"),
+    sa.Index(None, "created_at"),
+)
+
+kill_switches = sa.Table(
+    "kill_switches",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True, comment="bot | agent | tool"),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+usage_counters = sa.Table(
+    "usage_counters",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True, comment="bot | user | session"),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True, comment="UTC date, or '' for a session's whole life"),
+    sa.Column("tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost", sa.Float, nullable=False, server_default="0"),
 )

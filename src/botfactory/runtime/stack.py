@@ -1,0 +1,112 @@
+"""Starting the runtime's parts in order, for the roles a process plays, and stopping them in reverse.
+
+``botfactory up`` plays both roles in one process; ``serve`` only takes messages and answers queries;
+``worker`` only runs turns. Processes that share a database with others listen for their changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from botfactory.agents import BotRegistry, Engine
+from botfactory.config import Settings
+from botfactory.runtime.limits import Controls
+from botfactory.runtime.outbox import Deliverer, OutboxDispatcher
+from botfactory.runtime.service import Runtime
+from botfactory.runtime.signals import Signals
+from botfactory.runtime.worker import Worker
+from botfactory.store import (
+    CONTROL_CHANNEL,
+    EVENTS_CHANNEL,
+    INBOX_CHANNEL,
+    BatchWriter,
+    ChangeFeed,
+    RuntimeStore,
+    Store,
+)
+
+__all__ = ["RuntimeStack", "start_runtime"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class RuntimeStack:
+    """The runtime parts of one process."""
+
+    runtime: Runtime
+    queue: RuntimeStore
+    signals: Signals
+    controls: Controls
+    worker: Worker | None = None
+    outbox: OutboxDispatcher | None = None
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def aclose(self, *, grace_s: float | None = None) -> None:
+        """Stop the worker gracefully (``grace_s``, default ``runtime.shutdown_grace_s``), then everything else."""
+        if self.worker is not None:
+            await self.worker.stop(grace_s)
+        await self._stack.aclose()
+
+
+async def start_runtime(
+    settings: Settings,
+    *,
+    store: Store,
+    engine: Engine,
+    bots: BotRegistry,
+    run_worker: bool,
+    listen: bool,
+    deliverers: Mapping[str, Deliverer] | None = None,
+    concurrency: int | None = None,
+) -> RuntimeStack:
+    """Start the runtime for this process.
+
+    Args:
+        run_worker: Run turns here (``up``, ``worker``).
+        listen: Follow other processes' changes (PostgreSQL notifications, or SQLite's change counter).
+            PostgreSQL is always followed: any process may share it.
+        deliverers: Channels' reply senders, by channel name.
+    """
+    stack = contextlib.AsyncExitStack()
+    try:
+        writer = BatchWriter(settings.resolved_database_url)
+        stack.push_async_callback(writer.close)
+        queue = RuntimeStore(writer)
+        signals = Signals()
+        writer.on_commit = signals.events.fire
+        controls = Controls(queue, refresh_s=settings.runtime.controls_refresh_s)
+        if listen or queue.notifies:
+            feed = await ChangeFeed.start(
+                settings.resolved_database_url,
+                (INBOX_CHANNEL, CONTROL_CHANNEL, EVENTS_CHANNEL),
+                signals.on_notification,
+                sqlite_poll_s=settings.runtime.sqlite_poll_s,
+            )
+            stack.push_async_callback(feed.close)
+        runtime = Runtime(settings=settings, store=store, queue=queue, bots=bots, signals=signals, controls=controls)
+        worker: Worker | None = None
+        outbox: OutboxDispatcher | None = None
+        if run_worker:
+            worker = Worker(
+                settings=settings,
+                store=queue,
+                engine=engine,
+                bots=bots,
+                controls=controls,
+                signals=signals,
+                concurrency=concurrency,
+            )
+            await worker.start()
+            outbox = OutboxDispatcher(store=queue, bots=bots, deliverers=deliverers or {}, signals=signals)
+            await outbox.start()
+            stack.push_async_callback(outbox.stop)
+    except BaseException:
+        await stack.aclose()
+        raise
+    return RuntimeStack(
+        runtime=runtime, queue=queue, signals=signals, controls=controls, worker=worker, outbox=outbox, _stack=stack
+    )

@@ -1,0 +1,481 @@
+"""The worker: claims sessions with work, runs one durable turn on each, and keeps its leases alive.
+
+One worker per process runs up to ``runtime.concurrency`` turns at once. Any number of workers, on any number
+of hosts, share one database: a claim is a lease on a session, renewed by a heartbeat, so a dead worker's
+sessions are picked up by the others when its leases expire. Turns are durable: each step is recorded before
+the turn goes on, and a resumed turn replays what was recorded (see :mod:`botfactory.agents.engine`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from botfactory.agents import Bot, BotRegistry, Engine, Event, Step, TurnInput
+from botfactory.config import Settings
+from botfactory.errors import BotfactoryError, LeaseLostError, LimitExceededError
+from botfactory.messages import Message
+from botfactory.runtime.limits import Controls, TurnLimits, utc_day
+from botfactory.runtime.resources import SessionResources
+from botfactory.runtime.signals import Pulse, Signals
+from botfactory.store import Claim, DoubleTexting, RuntimeStore, StepRecord, TurnOutcome, UsageDelta
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger(__name__)
+
+StopReason = Literal["cancel", "interrupt", "lost", "shutdown"]
+_MIN_HEARTBEAT_GAP_S: Final = 0.02
+_MAINTENANCE_S: Final = 30.0
+
+
+@dataclass(kw_only=True)
+class _Running:
+    claim: Claim
+    task: asyncio.Task[None] | None = None
+    stop: StopReason | None = None
+
+
+@dataclass(kw_only=True)
+class WorkerStats:
+    """Counters for tests and benchmarks."""
+
+    claims: int = 0
+    turns_finished: int = 0
+    resumed: int = 0
+    failed_attempts: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    """Runs turns from the inbox. Start with :meth:`start`; stop with :meth:`stop` (graceful) or :meth:`abort`.
+
+    Args:
+        settings: ``runtime`` settings, budgets and prices.
+        store: The runtime's store operations.
+        engine: Runs the turns.
+        bots: The bots this worker can run (every worker should load the same bots).
+        controls: Kill switches.
+        signals: Wake-ups for new work and control changes.
+        clock: Epoch seconds, for step timestamps and daily budgets.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RuntimeStore,
+        engine: Engine,
+        bots: BotRegistry,
+        controls: Controls,
+        signals: Signals,
+        concurrency: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.runtime
+        self.store = store
+        self.engine = engine
+        self.bots = bots
+        self.controls = controls
+        self.signals = signals
+        self.concurrency = concurrency or self.config.concurrency
+        self.resources = SessionResources(idle_timeout_s=self.config.idle_timeout_s)
+        self.stats = WorkerStats()
+        self._clock = clock
+        self._running: dict[str, _Running] = {}
+        self._slot_freed = Pulse()
+        self._claiming = True
+        self._tasks: list[asyncio.Task[None]] = []
+        self.name = f"worker-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def running(self) -> int:
+        """Turns in flight now."""
+        return len(self._running)
+
+    def policies(self) -> dict[str, DoubleTexting]:
+        """Double-texting policy per bot."""
+        return {bot.name: bot.double_texting for bot in self.bots}
+
+    async def start(self) -> None:
+        """Start claiming, heartbeating and the maintenance loop."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._claim_loop(), name=f"{self.name}-claim"),
+            loop.create_task(self._heartbeat_loop(), name=f"{self.name}-heartbeat"),
+            loop.create_task(self._maintenance_loop(), name=f"{self.name}-maintenance"),
+        ]
+        logger.info("worker=<%s>, concurrency=<%d> | worker started", self.name, self.concurrency)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming; let running turns finish for ``grace_s``; checkpoint and release the rest.
+
+        Completed steps are already recorded, so a turn stopped here resumes on any worker from its next step.
+        """
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        self._claiming = False
+        self.signals.inbox.fire()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._running and asyncio.get_running_loop().time() < deadline:
+            marked = self._slot_freed.mark()
+            await Pulse.wait(marked, deadline - asyncio.get_running_loop().time())
+        leftover = list(self._running.values())
+        for running in leftover:
+            self._cancel(running, "shutdown")
+        await asyncio.gather(*(r.task for r in leftover if r.task is not None), return_exceptions=True)
+        with contextlib.suppress(BotfactoryError):
+            await self.store.unlease([r.claim.lease for r in leftover])
+        await self._stop_loops()
+        await self.resources.release_all()
+        logger.info("worker=<%s>, released=<%d> | worker stopped", self.name, len(leftover))
+
+    async def abort(self) -> None:
+        """Stop at once without releasing leases (for tests that simulate a crash)."""
+        self._claiming = False
+        for running in list(self._running.values()):
+            self._cancel(running, "lost")
+        await asyncio.gather(*(r.task for r in self._running.values() if r.task is not None), return_exceptions=True)
+        await self._stop_loops()
+
+    async def _stop_loops(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def cancel_local(self, session_id: str, reason: StopReason) -> bool:
+        """Stop the session's turn if this worker runs it; returns whether it did."""
+        running = self._running.get(session_id)
+        if running is None:
+            return False
+        self._cancel(running, reason)
+        return True
+
+    def _cancel(self, running: _Running, reason: StopReason) -> None:
+        if running.stop is None:
+            running.stop = reason
+        if running.task is not None and not running.task.done():
+            running.task.cancel()
+
+    # Claiming
+
+    async def _claim_loop(self) -> None:
+        while self._claiming:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                marked = self._slot_freed.mark()
+                if self.concurrency - len(self._running) <= 0:
+                    await Pulse.wait(marked, None)
+                continue
+            marked = self.signals.inbox.mark()
+            try:
+                batch = await self.store.claim(
+                    free,
+                    lease_s=self.config.lease_s,
+                    policies=self.policies(),
+                    max_attempts=self.config.max_attempts,
+                    max_lifetime_s=self.config.max_lifetime_s,
+                )
+            except BotfactoryError as exc:
+                logger.warning("worker=<%s>, error=<%s> | claim failed; retrying", self.name, exc.message)
+                await asyncio.sleep(min(self.config.poll_s, 1.0))
+                continue
+            for turn in batch.closed:
+                logger.info(
+                    "session_id=<%s>, turn_id=<%s>, status=<%s> | turn closed without running",
+                    turn.session_id,
+                    turn.id,
+                    turn.status,
+                )
+            if not self._claiming:  # stopped while claiming: give the sessions straight back
+                await self.store.unlease([claim.lease for claim in batch.claims])
+                return
+            for claim in batch.claims:
+                self._launch(claim)
+            if not batch.claims and not batch.closed:
+                await Pulse.wait(marked, self.config.poll_s)
+
+    def _launch(self, claim: Claim) -> None:
+        self.stats.claims += 1
+        if claim.resumed:
+            self.stats.resumed += 1
+        running = _Running(claim=claim)
+        self._running[claim.session_id] = running
+        running.task = asyncio.get_running_loop().create_task(self._run(running), name=f"turn-{claim.turn.id}")
+
+    # Heartbeat and maintenance
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            marked = self.signals.control.mark()
+            fired = await Pulse.wait(marked, self.config.heartbeat_s)
+            if fired:
+                self.controls.invalidate()
+            leases = [r.claim.lease for r in self._running.values() if r.stop is None]
+            try:
+                beat = await self.store.heartbeat(leases, lease_s=self.config.lease_s)
+            except BotfactoryError as exc:
+                logger.warning("worker=<%s>, error=<%s> | heartbeat failed", self.name, exc.message)
+                continue
+            sent = {lease.session_id: lease.token for lease in leases}
+            for session_id in beat.lost:
+                # The turn may have finished meanwhile and a new one started on the session: match the token.
+                if (running := self._running.get(session_id)) and running.claim.lease.token == sent[session_id]:
+                    logger.warning("session_id=<%s> | lease lost to another worker; stopping the turn", session_id)
+                    self._cancel(running, "lost")
+            for session_id, kind in beat.cancel.items():
+                if (running := self._running.get(session_id)) and running.claim.lease.token == sent[session_id]:
+                    self._cancel(running, kind)
+            if fired:
+                await asyncio.sleep(_MIN_HEARTBEAT_GAP_S)
+
+    async def _maintenance_loop(self) -> None:
+        interval = min(_MAINTENANCE_S, self.config.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.maintain()
+            except BotfactoryError as exc:
+                logger.warning("worker=<%s>, error=<%s> | maintenance failed", self.name, exc.message)
+
+    async def maintain(self) -> None:
+        """Release idle sessions' resources and drop expired events (runs every few seconds on its own)."""
+        released = await self.resources.release_idle(busy=frozenset(self._running))
+        if released:
+            logger.debug("worker=<%s>, sessions=<%d> | idle sessions released", self.name, len(released))
+        await self.store.delete_events_before(self._clock() - self.config.event_retention_s)
+
+    # One turn
+
+    async def _run(self, running: _Running) -> None:
+        claim = running.claim
+        try:
+            outcome = await self._attempt(running)
+            if outcome is not None:
+                await asyncio.shield(self._finish(claim, outcome))
+        except LeaseLostError:
+            logger.warning(
+                "session_id=<%s>, turn_id=<%s> | lease lost; turn left to its new holder",
+                claim.session_id,
+                claim.turn.id,
+            )
+        except asyncio.CancelledError:
+            pass  # shutdown or crash simulation: the turn stays running and is resumed elsewhere
+        except Exception:
+            logger.exception("session_id=<%s>, turn_id=<%s> | turn bookkeeping failed", claim.session_id, claim.turn.id)
+        finally:
+            self._running.pop(claim.session_id, None)
+            self.resources.touch(claim.session_id)
+            self._slot_freed.fire()
+
+    async def _attempt(self, running: _Running) -> TurnOutcome | None:
+        """Run the turn once. Returns how it ended, or ``None`` when it must not be finished by this worker."""
+        claim = running.claim
+        try:
+            bot = self.bots.get(claim.bot)
+        except BotfactoryError as exc:
+            await self._give_back(claim, exc.message)
+            return None
+        recorder = _Recorder(self, claim, bot)
+        limits = TurnLimits(
+            settings=self.settings,
+            budgets=bot.budgets or self.settings.budgets,
+            controls=self.controls,
+            store=self.store,
+            bot=bot.name,
+            session_id=claim.session_id,
+            user_id=claim.user_id,
+            clock=self._clock,
+        )
+        turn = TurnInput(
+            session_id=claim.session_id,
+            turn_id=claim.turn.id,
+            text="\n\n".join(item.text for item in claim.inputs),
+            user_id=claim.user_id,
+            history=[Message(role=m.role, content=m.text) for m in claim.history],
+            resources=self.resources.for_session(claim.session_id),
+        )
+        self.store.add_events(
+            [
+                (
+                    claim.session_id,
+                    claim.turn.id,
+                    "turn_started",
+                    {
+                        "turn_id": claim.turn.id,
+                        "attempt": claim.turn.attempts,
+                        "resumed": claim.resumed,
+                        "message_ids": [item.message_id for item in claim.inputs],
+                    },
+                )
+            ]
+        )
+        try:
+            async with asyncio.timeout(self.config.turn_max_seconds):
+                result = await self.engine.run_turn(
+                    bot.agent,
+                    turn,
+                    max_tokens=min(bot.max_tokens_per_turn, self.settings.turn_max_tokens),
+                    max_steps=self.config.turn_max_steps,
+                    on_event=recorder.on_event,
+                    recorder=recorder,
+                    replay=[_step_from_record(record) for record in claim.steps],
+                    guard=limits,
+                )
+        except asyncio.CancelledError:
+            stop = running.stop
+            if stop in ("cancel", "interrupt"):
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                status = "cancelled" if stop == "cancel" else "interrupted"
+                return TurnOutcome(
+                    status=status,
+                    error_code=status,
+                    error_message=f"{status} while running",
+                    input_tokens=recorder.usage_in,
+                    output_tokens=recorder.usage_out,
+                    cost=recorder.cost,
+                )
+            raise
+        except TimeoutError:
+            message = f"this turn ran longer than its limit of {self.config.turn_max_seconds:g} seconds"
+            return self._stopped(recorder, "time_limit", message)
+        except LimitExceededError as exc:
+            return self._stopped(recorder, exc.code, exc.message)
+        except LeaseLostError:
+            raise
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, BotfactoryError) else f"{type(exc).__name__}: {str(exc)[:300]}"
+            if not isinstance(exc, BotfactoryError):
+                logger.exception("session_id=<%s>, turn_id=<%s> | turn raised", claim.session_id, claim.turn.id)
+            await self._give_back(claim, reason)
+            return None
+        return TurnOutcome(
+            status="completed",
+            reply=result.reply,
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            cost=recorder.cost,
+            stale_when_newer=bot.double_texting in ("coalesce", "interrupt"),
+        )
+
+    @staticmethod
+    def _stopped(recorder: _Recorder, code: str, message: str) -> TurnOutcome:
+        return TurnOutcome(
+            status="failed",
+            reply=f"Sorry, I had to stop: {message}.",
+            error_code=code,
+            error_message=message,
+            input_tokens=recorder.usage_in,
+            output_tokens=recorder.usage_out,
+            cost=recorder.cost,
+        )
+
+    async def _give_back(self, claim: Claim, reason: str) -> None:
+        self.stats.failed_attempts += 1
+        attempts = claim.turn.attempts
+        delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempts - 1))
+        delay *= random.uniform(0.8, 1.2)
+        dead = await asyncio.shield(
+            self.store.release(
+                claim.lease, claim.turn.id, error=reason, retry_in_s=delay, max_attempts=self.config.max_attempts
+            )
+        )
+        logger.warning(
+            "session_id=<%s>, turn_id=<%s>, attempt=<%d>, dead_letter=<%s> | turn attempt failed: %s",
+            claim.session_id,
+            claim.turn.id,
+            attempts,
+            dead,
+            reason,
+        )
+
+    async def _finish(self, claim: Claim, outcome: TurnOutcome) -> None:
+        await self.store.finish(claim.lease, claim.turn.id, outcome)
+        self.stats.turns_finished += 1
+        self.stats.by_status[outcome.status] = self.stats.by_status.get(outcome.status, 0) + 1
+        logger.debug(
+            "session_id=<%s>, turn_id=<%s>, status=<%s> | turn finished",
+            claim.session_id,
+            claim.turn.id,
+            outcome.status,
+        )
+
+
+class _Recorder:
+    """Persists the turn's steps (fenced by the lease) and events, and adds up what the turn costs."""
+
+    def __init__(self, worker: Worker, claim: Claim, bot: Bot) -> None:
+        self._worker = worker
+        self._claim = claim
+        self._bot = bot
+        self.usage_in = 0
+        self.usage_out = 0
+        self.cost = 0.0
+        for record in claim.steps:
+            if record.kind == "model":
+                self._count(record.name, record.output)
+
+    def _count(self, alias: str, output: Any) -> tuple[int, float]:
+        usage = (output or {}).get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+        cost = self._worker.settings.price(alias).cost(tokens_in, tokens_out)
+        self.usage_in += tokens_in
+        self.usage_out += tokens_out
+        self.cost += cost
+        return tokens_in + tokens_out, cost
+
+    async def record(self, step: Step) -> None:
+        usage: UsageDelta | None = None
+        if step.kind == "model":
+            tokens, cost = self._count(step.name, step.output)
+            usage = UsageDelta(
+                bot=self._bot.name,
+                user_id=self._claim.user_id,
+                session_id=self._claim.session_id,
+                day=utc_day(step.finished_at),
+                tokens=tokens,
+                cost=cost,
+            )
+        await self._worker.store.record_step(
+            self._claim.lease,
+            StepRecord(
+                turn_id=self._claim.turn.id,
+                position=step.position,
+                agent_path=step.agent_path,
+                kind="model" if step.kind == "model" else "tool",
+                name=step.name,
+                input=step.input,
+                output=step.output,
+                status="completed" if step.ok else "failed",
+                started_at=step.started_at,
+                finished_at=step.finished_at,
+            ),
+            usage,
+        )
+
+    async def on_event(self, event: Event) -> None:
+        self._worker.store.add_events([(self._claim.session_id, event.turn_id, event.kind, event.to_dict())])
+
+
+def _step_from_record(record: StepRecord) -> Step:
+    return Step(
+        position=record.position,
+        agent_path=record.agent_path,
+        kind=record.kind,
+        name=record.name,
+        input=record.input or {},
+        output=record.output or {},
+        ok=record.status == "completed",
+        started_at=record.started_at,
+        finished_at=record.finished_at or record.started_at,
+    )

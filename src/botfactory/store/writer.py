@@ -1,0 +1,211 @@
+"""Group commit: many small writes from concurrent tasks, one short transaction per batch.
+
+The durable runtime records every step of every turn before the turn goes on. One transaction per record
+would cost a commit, a thread hop and an async bridge each; instead every task hands its operation to a
+:class:`BatchWriter` and awaits it. A single writer thread takes everything queued so far, runs it in one
+transaction (``BEGIN IMMEDIATE`` on SQLite) and resolves each caller once the batch has committed, so a
+caller still knows its write is durable before it proceeds. While one batch commits, the next one fills.
+
+An operation is a plain function of a synchronous SQLAlchemy connection. It must only touch the
+database: if a batch fails, it is rolled back and each of its operations is re-run alone, so one bad
+operation fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from botfactory.errors import StoreError
+from botfactory.store.engine import WRITE_OPTIONS, create_sync_engine, database_error
+
+__all__ = ["BatchWriter", "Operation"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Operation = Callable[[sa.Connection], T]
+"""A unit of work run inside the writer's transaction; returns the caller's result."""
+
+_MAX_BATCH: Final = 512
+
+
+@dataclass(slots=True)
+class _Queued(Generic[T]):
+    operation: Operation[T]
+    future: asyncio.Future[T] | None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class BatchWriter:
+    """Runs database operations in batched transactions on one dedicated thread (and reads on another).
+
+    Create it inside the event loop that will use it and close it with :meth:`close`.
+
+    Args:
+        url: The database URL, as for :meth:`botfactory.store.Store.open`. The schema must be current.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_sync_engine(url)
+        self.dialect_name: str = self.engine.dialect.name
+        self._queue: list[_Queued[Any]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="botfactory-writer")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="botfactory-reader")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="botfactory-writer")
+        self._local = threading.local()
+        self.batches = 0
+        """Transactions committed so far (for benchmarks and tests)."""
+        self.on_commit: Callable[[], None] | None = None
+        """Called on the event loop after every committed batch."""
+
+    async def write(self, operation: Operation[T]) -> T:
+        """Run ``operation`` in the next batch and return its result once the batch has committed.
+
+        Raises:
+            StoreError: the database failed (the operation's writes were rolled back).
+            Whatever ``operation`` raised: its writes were rolled back.
+        """
+        if self._closing:
+            raise StoreError("the store is shutting down; retry on another worker")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(operation, future))
+        self._wake.set()
+        # The batch runs whether or not the caller still waits: a cancelled caller's write still lands.
+        return await asyncio.shield(future)
+
+    def write_later(self, operation: Operation[Any]) -> None:
+        """Queue ``operation`` for the next batch without waiting for it (events, best-effort records)."""
+        if self._closing:
+            return
+        self._queue.append(_Queued(operation, None))
+        self._wake.set()
+
+    async def read(self, operation: Operation[T]) -> T:
+        """Run a read-only ``operation`` on the reader thread, outside the write batches."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_thread, self._read, operation)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has committed."""
+        await self.write(lambda connection: None)
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the threads and close the connections."""
+        if not self._closing:
+            self._closing = True
+            self._wake.set()
+            await self._task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_thread, self._close_connection)
+        await loop.run_in_executor(self._write_thread, self._close_connection)
+        self._write_thread.shutdown(wait=True)
+        self._read_thread.shutdown(wait=True)
+        self.engine.dispose()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                if self._closing:
+                    return
+                continue
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+            if self._queue:
+                self._wake.set()
+            operations = [queued.operation for queued in batch]
+            try:
+                outcomes = await loop.run_in_executor(self._write_thread, self._commit, operations)
+            except BaseException as exc:  # the thread pool itself failed; nothing was written
+                outcomes = [_Outcome(error=exc)] * len(batch)
+            self.batches += 1
+            if self.on_commit is not None:
+                self.on_commit()
+            for queued, outcome in zip(batch, outcomes, strict=True):
+                future = queued.future
+                if future is None:
+                    if outcome.error is not None:
+                        logger.warning("error=<%s> | a background write failed", outcome.error)
+                    continue
+                if future.done():
+                    continue
+                if outcome.error is not None:
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome.value)
+            if self._closing and not self._queue:
+                return
+
+    # The writer thread
+
+    def _commit(self, operations: list[Operation[Any]]) -> list[_Outcome]:
+        try:
+            return [_Outcome(value=value) for value in self._transaction(operations)]
+        except BaseException as exc:
+            if len(operations) == 1:
+                return [_Outcome(error=_as_store_error(exc, self.engine.url))]
+        # Isolate the operation that failed: each one alone, in its own transaction.
+        logger.debug("operations=<%d> | batch failed; retrying each alone", len(operations))
+        return [self._commit([operation])[0] for operation in operations]
+
+    def _transaction(self, operations: list[Operation[Any]]) -> list[Any]:
+        connection = self._writer_connection()
+        try:
+            with connection.begin():
+                return [operation(connection) for operation in operations]
+        except sa.exc.DBAPIError:
+            # The connection may be broken (server restart); take a fresh one next time.
+            self._local.connection = None
+            connection.invalidate()
+            raise
+
+    def _writer_connection(self) -> sa.Connection:
+        connection: sa.Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self.engine.connect().execution_options(**WRITE_OPTIONS)
+            self._local.connection = connection
+        return connection
+
+    # The reader thread
+
+    def _read(self, operation: Operation[T]) -> T:
+        connection: sa.Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self.engine.connect()
+            self._local.connection = connection
+        try:
+            with connection.begin():
+                return operation(connection)
+        except sa.exc.DBAPIError as exc:
+            self._local.connection = None
+            connection.invalidate()
+            raise database_error(exc, self.engine.url, doing="reading the runtime's state") from exc
+
+    def _close_connection(self) -> None:
+        connection: sa.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+def _as_store_error(exc: BaseException, url: sa.URL) -> BaseException:
+    """Driver errors become :class:`StoreError`; constraint violations and our own errors pass through."""
+    if isinstance(exc, sa.exc.DBAPIError) and not isinstance(exc, sa.exc.IntegrityError):
+        return database_error(exc, url, doing="writing the runtime's state")
+    return exc
