@@ -5,7 +5,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 EXTRAS ?= local,postgres
 PYTEST_ARGS ?=
 
-.PHONY: up install install-dev models test test-fast lint typecheck bench clean
+.PHONY: up install install-dev models test test-fast test-chaos lint typecheck bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,13 +26,18 @@ models: install
 up: install
 	$(VENV)/bin/botfactory up
 
-# The whole suite: unit, integration (SQLite and PostgreSQL), and the few tests on the real local models.
+# The whole suite: unit, integration (SQLite and PostgreSQL), the few tests on the real local models, and the
+# multi-process runtime test. Chaos (workers killed with SIGKILL) is its own target.
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
 
-# Everything except the real-model tests.
+# Everything except the real-model and chaos tests.
 test-fast: install-dev
-	$(PY) -m pytest -m "not model" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not model and not chaos" $(PYTEST_ARGS)
+
+# Workers killed at random mid-turn, on SQLite and PostgreSQL (about 2-3 minutes).
+test-chaos: install-dev
+	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests bench
@@ -43,6 +48,8 @@ typecheck: install-dev
 
 bench: install-dev
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_runtime.py
+	$(PY) bench/bench_runtime_pg.py
 	$(PY) bench/bench_knowledge_search.py
 	$(PY) bench/bench_local_model.py
 	$(PY) bench/bench_support_latency.py

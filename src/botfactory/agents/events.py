@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from botfactory.messages import Usage
@@ -31,7 +31,13 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with a ``type`` field."""
-        return {"type": self.kind, **asdict(self)}
+        data: dict[str, Any] = {"type": self.kind}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Usage):
+                value = {"input_tokens": value.input_tokens, "output_tokens": value.output_tokens}
+            data[field.name] = value
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,12 +1,19 @@
-"""The HTTP channel: invoke a bot and get its reply, as JSON or as a stream of server-sent events."""
+"""The HTTP channel: send messages to a bot's sessions, follow and cancel them, or invoke and wait for the reply.
+
+``POST /v1/bots/{bot}/sessions/{id}/messages`` only queues the message (202): any worker answers it, and the
+caller follows the session (``GET /v1/sessions/{id}``, or its events as server-sent events). ``invoke`` queues
+and waits, as JSON or as a stream of events.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -15,10 +22,18 @@ from starlette.routing import BaseRoute, Route
 
 from botfactory.errors import BotfactoryError, InvalidInputError, PayloadTooLargeError
 from botfactory.runtime import InvokeResult, Runtime
+from botfactory.store import EventRecord
 
-__all__ = ["InvokeBody", "http_routes", "read_json"]
+__all__ = ["KEEPALIVE_S", "InvokeBody", "MessageBody", "http_routes", "read_json"]
 
 logger = logging.getLogger(__name__)
+
+KEEPALIVE_S: Final = 15.0
+"""An event stream with nothing to say sends a ``: ping`` comment this often, so proxies keep it open."""
+_CURSOR: Final = re.compile(r"^[0-9]{1,18}$")
+_MAX_KEY_CHARS: Final = 256
+_MAX_LIST: Final = 1000
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 class InvokeBody(BaseModel):
@@ -29,6 +44,16 @@ class InvokeBody(BaseModel):
     session_id: str = Field(min_length=1, max_length=256)
     text: str
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class MessageBody(BaseModel):
+    """Body of ``POST /v1/bots/{bot}/sessions/{session_id}/messages``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 async def read_json(request: Request, *, max_bytes: int) -> Any:
@@ -53,14 +78,59 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
         raise InvalidInputError(f"the request body is not valid JSON ({exc})") from None
 
 
-def _parse_invoke(data: Any) -> InvokeBody:
+def _parse(model: type[_Body], data: Any, example: str) -> _Body:
     if not isinstance(data, dict):
-        raise InvalidInputError('the request body must be a JSON object like {"session_id": "...", "text": "..."}')
+        raise InvalidInputError(f"the request body must be a JSON object like {example}")
     try:
-        return InvokeBody.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
         raise InvalidInputError(f"invalid request body ({problems})") from None
+
+
+def _parse_invoke(data: Any) -> InvokeBody:
+    return _parse(InvokeBody, data, '{"session_id": "...", "text": "..."}')
+
+
+def _session_id(request: Request) -> str:
+    """The ``{session_id}`` of the path, checked like a session id in a body."""
+    session_id: str = request.path_params["session_id"]
+    if not (0 < len(session_id) <= _MAX_KEY_CHARS and session_id.isprintable()):
+        raise InvalidInputError(f"session_id must be 1 to {_MAX_KEY_CHARS} printable characters")
+    return session_id
+
+
+def _event_cursor(request: Request) -> int:
+    """Where an event stream resumes: the ``Last-Event-ID`` header (a reconnecting client), else ``?after=``."""
+    header = request.headers.get("last-event-id")
+    if header:  # a reconnecting EventSource repeats the original URL and adds this header
+        return _cursor(header, "the Last-Event-ID header")
+    after = request.query_params.get("after")
+    return 0 if after is None else _cursor(after, "after")
+
+
+def _cursor(value: str, name: str) -> int:
+    if not _CURSOR.match(value):
+        raise InvalidInputError(f"{name} must be an event id (a whole number, 0 or more), not {value[:40]!r}")
+    return int(value)
+
+
+def _flag(request: Request, name: str, *, default: bool) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise InvalidInputError(f"{name} must be true or false, not {value[:40]!r}")
+
+
+def _limit(request: Request) -> int:
+    value = request.query_params.get("limit", "100")
+    if not _CURSOR.match(value) or not 1 <= int(value) <= _MAX_LIST:
+        raise InvalidInputError(f"limit must be a whole number from 1 to {_MAX_LIST}, not {value[:40]!r}")
+    return int(value)
 
 
 def _result_json(result: InvokeResult) -> dict[str, Any]:
@@ -93,10 +163,84 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
             return JSONResponse(_result_json(result))
         return StreamingResponse(_stream(runtime, bot, body), media_type="text/event-stream")
 
+    async def post_message(request: Request) -> Response:
+        bot = request.path_params["bot"]
+        runtime.bots.get(bot)
+        session_id = _session_id(request)
+        body = _parse(
+            MessageBody, await read_json(request, max_bytes=runtime.settings.max_request_bytes), '{"text": "..."}'
+        )
+        enqueued = await runtime.enqueue(
+            bot, session_id=session_id, text=body.text, user_id=body.user_id, dedup_key=body.dedup_key
+        )
+        return JSONResponse(
+            {
+                "message_id": enqueued.message_id,
+                "session_id": enqueued.session_id,
+                "seq": enqueued.seq,
+                "duplicate": enqueued.duplicate,
+            },
+            status_code=202,
+            headers={"location": f"/v1/sessions/{quote(enqueued.session_id, safe='')}"},
+        )
+
+    async def list_sessions(request: Request) -> Response:
+        active = _flag(request, "active", default=False)
+        limit = _limit(request)
+        bot = request.query_params.get("bot") or None
+        found = await runtime.list_sessions(active=active, bot=bot, limit=limit)
+        return JSONResponse({"sessions": [runtime.summary_to_dict(summary) for summary in found]})
+
+    async def get_session(request: Request) -> Response:
+        view = await runtime.session(_session_id(request))
+        return JSONResponse(view.to_dict())
+
+    async def session_events(request: Request) -> Response:
+        session_id = _session_id(request)
+        after = _event_cursor(request)
+        follow = _flag(request, "follow", default=True)
+        await runtime.store.get_session(session_id)  # 404 now, not in the middle of a stream
+        return StreamingResponse(
+            _event_stream(runtime, session_id, after=after, follow=follow),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def cancel_session(request: Request) -> Response:
+        result = await runtime.cancel(_session_id(request))
+        return JSONResponse(
+            {
+                "session_id": result.session_id,
+                "turn_id": result.turn_id,
+                "running": result.running,
+                "cancelled_messages": result.cancelled_messages,
+            },
+            status_code=202 if result.running else 200,
+        )
+
     return [
         Route("/v1/bots", list_bots, methods=["GET"]),
         Route("/v1/bots/{bot}/invoke", invoke, methods=["POST"]),
+        Route("/v1/bots/{bot}/sessions/{session_id}/messages", post_message, methods=["POST"]),
+        Route("/v1/sessions", list_sessions, methods=["GET"]),
+        Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
+        Route("/v1/sessions/{session_id}/events", session_events, methods=["GET"]),
+        Route("/v1/sessions/{session_id}/cancel", cancel_session, methods=["POST"]),
     ]
+
+
+async def _event_stream(runtime: Runtime, session_id: str, *, after: int, follow: bool) -> AsyncIterator[str]:
+    """The session's stored events as server-sent events, then (``follow``) new ones, with keep-alives."""
+    try:
+        async for event in runtime.watch(session_id, after=after, follow=follow, tick_s=KEEPALIVE_S):
+            yield ": ping\n\n" if event is None else _sse_record(event)
+    except BotfactoryError as exc:
+        yield _sse("error", exc.to_dict())
+
+
+def _sse_record(event: EventRecord) -> str:
+    data = {"type": event.type, "turn_id": event.turn_id, "created_at": event.created_at, **event.data}
+    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
 async def _stream(runtime: Runtime, bot: str, body: InvokeBody) -> AsyncIterator[str]:

@@ -9,6 +9,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import click
+from rich.markup import escape
 
 from botfactory.cli._output import stderr
 from botfactory.config import Settings
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BotfactoryError as exc:
         if verbose:
             stderr.print_exception()
-        stderr.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        # Messages quote user input (ids, names): escape it, and leave long lines whole for logs and scripts.
+        stderr.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

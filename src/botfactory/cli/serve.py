@@ -1,17 +1,29 @@
-"""``botfactory up``: the whole platform in one process, embedded defaults."""
+"""The long-running commands: ``up`` (everything), ``serve`` (HTTP and inbox) and ``worker`` (turns).
+
+Each stops gracefully on SIGTERM or SIGINT (see :mod:`botfactory.cli._signals`) and exits 0.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import socket
+from collections.abc import Awaitable, Callable, Generator
+from typing import Literal
 
 import click
 import uvicorn
 
-from botfactory.cli._output import console, startup_progress
+from botfactory.cli._output import console, startup_progress, stderr
+from botfactory.cli._signals import StopNow, Stopper, run_stoppable
 from botfactory.cli.main import cli, load_settings, run_async
 from botfactory.config import Settings
 from botfactory.errors import ConfigError
 from botfactory.server import Platform, create_app
+
+__all__ = ["check_port_free"]
+
+Role = Literal["all", "serve", "worker"]
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -26,34 +38,165 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-async def serve(settings: Settings) -> None:
-    """Start the platform and serve HTTP until interrupted."""
-    check_port_free(settings.host, settings.port)
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the command's :class:`Stopper` owns SIGTERM and SIGINT.
+
+    uvicorn would re-raise the signal after its shutdown, which kills the process before the runtime has
+    released its leases.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _start(stopper: Stopper, settings: Settings, role: Role, concurrency: int | None = None) -> Platform | None:
     with startup_progress() as (model_progress, docs_progress):
-        platform = await Platform.start(settings, install_progress=model_progress, ingest_progress=docs_progress)
+        return await stopper.unless_stopped(
+            Platform.start(
+                settings,
+                role=role,
+                concurrency=concurrency,
+                install_progress=model_progress,
+                ingest_progress=docs_progress,
+            )
+        )
+
+
+async def _serve_http(settings: Settings, role: Role, stopper: Stopper) -> None:
+    """Start the platform in ``role`` and serve HTTP until a signal; then stop gracefully."""
+    check_port_free(settings.host, settings.port)
+    platform = await _start(stopper, settings, role)
+    if platform is None:
+        return
     try:
         app = create_app(platform)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            lifespan="off",
+            # an invoke waiting for a reply holds its connection: give it the grace period, then close it
+            timeout_graceful_shutdown=max(1, math.ceil(settings.runtime.shutdown_grace_s)),
+        )
+        server = _Server(config)
+
+        def stop_http() -> None:
+            server.should_exit = True
+            platform.runtime.end_streams()  # event streams follow forever: end them so the server can stop
+
+        stopper.on_stop(stop_http)
         bots = ", ".join(bot.name for bot in platform.bots)
-        console.print(f"botfactory is up at http://{settings.host}:{settings.port}  (bots: {bots})")
-        if platform.github_demo is not None:
-            console.print(
-                f"GitHub: demo stand-in at {platform.settings.github_base_url} "
-                "(set BOTFACTORY_GITHUB_BASE_URL and BOTFACTORY_GITHUB_TOKEN for the real API)"
-            )
-        console.print("Talk to a bot: botfactory chat support    Stop: Ctrl-C")
-        await server.serve()
+        url = f"http://{settings.host}:{settings.port}"
+        if role == "serve":
+            _say(f"botfactory serve is up at {url}  (bots: {bots}; turns run in `botfactory worker`)")
+        else:
+            _say(f"botfactory is up at {url}  (bots: {bots})")
+            _github_note(platform)
+            _say("Talk to a bot: botfactory chat support    Stop: Ctrl-C")
+        if not stopper.requested.is_set():
+            await server.serve()
+        _stopping(platform, stopper)
     finally:
         await platform.aclose()
 
 
-@cli.command()
-@click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default 8080).")
-@click.option("--host", help="Interface to bind (default 127.0.0.1).")
-def up(port: int | None, host: str | None) -> None:
-    """Run everything: store, local models, reference bots and the HTTP API."""
+async def _work(settings: Settings, concurrency: int | None, stopper: Stopper) -> None:
+    """Run turns until a signal; then stop claiming, let running turns finish, release the rest."""
+    platform = await _start(stopper, settings, "worker", concurrency)
+    if platform is None:
+        _say("botfactory worker stopped before it finished starting")
+        return
     try:
-        run_async(serve(load_settings(port=port, host=host)))
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly
-        console.print("botfactory stopped")
+        worker = platform.worker
+        assert worker is not None, "role 'worker' always runs a worker"
+        bots = ", ".join(bot.name for bot in platform.bots)
+        _say(
+            f"botfactory worker {worker.name} started: up to {worker.concurrency} turns at once "
+            f"(bots: {bots}; database: {platform.settings.masked()['database_url']})"
+        )
+        _github_note(platform)
+        await stopper.requested.wait()
+        running, finished = worker.running, worker.stats.turns_finished
+        _stopping(platform, stopper)
+    finally:
+        await platform.aclose()
+    finished = worker.stats.turns_finished - finished
+    _say(
+        f"botfactory worker stopped: {finished} running turn(s) finished, "
+        f"{max(running - finished, 0)} released for another worker to resume"
+    )
+
+
+def _say(line: str) -> None:
+    """One line per message however narrow the terminal (supervisors and log collectors read these)."""
+    console.print(line, markup=False, soft_wrap=True)
+
+
+def _github_note(platform: Platform) -> None:
+    if platform.github_demo is not None:
+        _say(
+            f"GitHub: demo stand-in at {platform.settings.github_base_url} "
+            "(set BOTFACTORY_GITHUB_BASE_URL and BOTFACTORY_GITHUB_TOKEN for the real API)"
+        )
+
+
+def _stopping(platform: Platform, stopper: Stopper) -> None:
+    worker = platform.worker
+    why = f" ({stopper.signal_name})" if stopper.signal_name else ""
+    if worker is not None and worker.running:
+        grace = platform.settings.runtime.shutdown_grace_s
+        _say(
+            f"stopping{why}: taking no new turns; {worker.running} running turn(s) have {grace:g} s to finish "
+            "(signal again to stop at once)"
+        )
+    else:
+        _say(f"stopping{why}")
+
+
+def _run(command: str, main: Callable[[Stopper], Awaitable[None]]) -> None:
+    try:
+        run_async(run_stoppable(main))
+    except StopNow:
+        stderr.print(f"{command} stopped at once: unfinished turns resume on any worker when their lease expires")
+        raise click.exceptions.Exit(130) from None
+
+
+_PORT = click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default 8080).")
+_HOST = click.option("--host", help="Interface to bind (default 127.0.0.1).")
+
+
+@cli.command()
+@_PORT
+@_HOST
+def up(port: int | None, host: str | None) -> None:
+    """Run everything: store, local models, reference bots, the HTTP API and a worker."""
+    settings = load_settings(port=port, host=host)
+    _run("botfactory", lambda stopper: _serve_http(settings, "all", stopper))
+    _say("botfactory stopped")
+
+
+@cli.command()
+@_PORT
+@_HOST
+def serve(port: int | None, host: str | None) -> None:
+    """Serve the HTTP API and take messages into the inbox; run no turns and load no models.
+
+    Start `botfactory worker` processes (on this host or others sharing the database) to answer them.
+    """
+    settings = load_settings(port=port, host=host)
+    _run("botfactory serve", lambda stopper: _serve_http(settings, "serve", stopper))
+    _say("botfactory serve stopped")
+
+
+@cli.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 4096),
+    help="Turns this process runs at once (default runtime.concurrency, 32).",
+)
+def worker(concurrency: int | None) -> None:
+    """Run turns from the inbox: no HTTP. Run as many as needed, on any hosts sharing the database."""
+    settings = load_settings()
+    _run("botfactory worker", lambda stopper: _work(settings, concurrency, stopper))

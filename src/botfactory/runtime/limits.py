@@ -7,7 +7,9 @@ database). :class:`TurnLimits` is the engine's guard for one turn.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable
 from typing import Final, Literal
@@ -25,7 +27,12 @@ _CHARS_PER_TOKEN: Final = 4
 
 def utc_day(epoch_s: float) -> str:
     """The UTC date of an instant, as daily budgets count it."""
-    return dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).strftime("%Y-%m-%d")
+    return _utc_day(int(epoch_s // 86_400))
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_day(day_number: int) -> str:
+    return dt.datetime.fromtimestamp(day_number * 86_400, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
 class Controls:
@@ -37,6 +44,7 @@ class Controls:
         self._clock = clock
         self._switches: dict[tuple[str, str], str | None] = {}
         self._read_at: float | None = None
+        self._reading: asyncio.Future[None] | None = None
 
     def invalidate(self) -> None:
         """Re-read before the next check (a switch changed somewhere)."""
@@ -46,9 +54,18 @@ class Controls:
         """Every switch that is on, ``(kind, name) -> reason``, at most ``refresh_s`` old."""
         now = self._clock()
         if self._read_at is None or now - self._read_at >= self._refresh_s:
+            # One read for every turn that finds the copy stale at the same moment.
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read(now))
+            await asyncio.shield(self._reading)
+        return self._switches
+
+    async def _read(self, now: float) -> None:
+        try:
             self._switches = await self._store.kill_switches()
             self._read_at = now
-        return self._switches
+        finally:
+            self._reading = None
 
     async def set(self, kind: str, name: str, *, on: bool, reason: str | None = None) -> bool:
         """Turn a switch on or off everywhere; returns whether it changed.
@@ -121,9 +138,12 @@ class TurnLimits:
         for depth, name in enumerate(parts):
             for key in (name, "/".join(parts[: depth + 1])):
                 if ("agent", key) in switches:
+                    # A sub-agent switched off fails its caller's call to it (the caller goes on without it);
+                    # only the entry agent switched off ends the turn.
                     raise KillSwitchError(
                         f"the agent '{name}' is switched off by an operator{_because(switches[('agent', key)])}; "
-                        "try again later"
+                        "try again later",
+                        ends_turn=depth == 0,
                     )
         return switches
 

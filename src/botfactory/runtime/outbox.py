@@ -106,7 +106,13 @@ class OutboxDispatcher:
             return
         try:
             await self._deliverers[taken.channel].deliver(taken)
-        except DeliveryError as exc:
+        except Exception as raised:
+            exc = raised if isinstance(raised, DeliveryError) else None
+            if exc is None:  # a channel's bug fails this attempt, not the dispatcher and every later reply
+                logger.warning(
+                    "outbox_id=<%s>, channel=<%s> | deliverer raised", taken.id, taken.channel, exc_info=True
+                )
+                exc = DeliveryError(f"the {taken.channel} channel failed ({type(raised).__name__})")
             if not exc.retryable or taken.attempts >= _MAX_ATTEMPTS:
                 await self._store.end_delivery(taken.id, status="failed", error=exc.message)
                 logger.warning("outbox_id=<%s>, error=<%s> | delivery failed for good", taken.id, exc.message)

@@ -31,6 +31,7 @@ from botfactory.store import (
     QueueState,
     RuntimeStore,
     SessionRecord,
+    SessionSummary,
     Store,
     TurnRecord,
 )
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 EventCallback = Callable[[dict[str, Any]], Awaitable[None]]
 _MAX_KEY_CHARS: Final = 256
 _WAIT_POLL_S: Final = 0.5
+_TICK_S: Final = 15.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +155,7 @@ class Runtime:
         self.signals = signals
         self.controls = controls
         self._clock = clock
+        self._streams_ended = False
 
     def check_input(self, *, session_id: str, text: str, user_id: str | None, dedup_key: str | None = None) -> None:
         """Reject input no turn should start from.
@@ -237,18 +240,105 @@ class Runtime:
         self.signals.control.fire()
         return result
 
-    async def events(
-        self, session_id: str, *, after: int = 0, poll_s: float = _WAIT_POLL_S
-    ) -> AsyncIterator[EventRecord]:
-        """The session's events after id ``after``, then each new one as it is stored, until the caller stops."""
+    async def watch(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        tick_s: float = _TICK_S,
+        poll_s: float = _WAIT_POLL_S,
+    ) -> AsyncIterator[EventRecord | None]:
+        """The session's events after id ``after``, for streams that must show they are alive.
+
+        Without ``follow`` the iteration ends with the last stored event. With it, each new event follows as it
+        is stored, and ``None`` comes after every ``tick_s`` without one (send a keep-alive), until the caller
+        stops or :meth:`end_streams` is called.
+        """
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
         while True:
             marked = self.signals.events.mark()
             batch = await self.queue.events_after(session_id, after)
             for event in batch:
                 after = event.id
                 yield event
-            if not batch:
-                await Pulse.wait(marked, poll_s)
+            if batch:
+                quiet_since = loop.time()
+                continue
+            if not follow or self._streams_ended:
+                return
+            left = tick_s - (loop.time() - quiet_since)
+            if left <= 0:
+                yield None
+                quiet_since = loop.time()
+                continue
+            await Pulse.wait(marked, min(poll_s, left))
+
+    def end_streams(self) -> None:
+        """End every following :meth:`watch` once it has sent what is stored (the server is shutting down)."""
+        self._streams_ended = True
+        self.signals.events.fire()
+
+    async def list_sessions(
+        self, *, active: bool = False, bot: str | None = None, limit: int = 100
+    ) -> list[SessionSummary]:
+        """Sessions, most recently active first.
+
+        Args:
+            active: Only sessions with queued or running work, or a message within ``runtime.idle_timeout_s``.
+            bot: Only this bot's sessions.
+        """
+        since = self._clock() - self.settings.runtime.idle_timeout_s if active else None
+        return await self.queue.list_sessions(active_since=since, bot=bot, limit=limit)
+
+    @staticmethod
+    def summary_to_dict(summary: SessionSummary) -> dict[str, Any]:
+        """JSON-ready form of one session of :meth:`list_sessions`, for the API and the CLI."""
+        return {
+            "id": summary.id,
+            "bot": summary.bot,
+            "user_id": summary.user_id,
+            "state": summary.state,
+            "pending": summary.pending,
+            "running_turn_id": summary.turn_id,
+            "created_at": summary.created_at,
+            "updated_at": summary.updated_at,
+        }
+
+    async def dead_letters(self, *, bot: str | None = None, limit: int = 100) -> list[InboxItem]:
+        """Messages that failed every attempt, newest first, with the error in ``InboxItem.error``."""
+        return await self.queue.dead_letters(bot=bot, limit=limit)
+
+    async def retry_dead_letter(self, message_id: str) -> InboxItem:
+        """Queue a dead message's text again, as a new message at the end of its session; returns the dead one.
+
+        Raises:
+            NotFoundError: no dead message has that id.
+        """
+        dead = await self.queue.retry_dead_letter(message_id)
+        self.signals.inbox.fire()
+        return dead
+
+    async def discard_dead_letter(self, message_id: str) -> InboxItem:
+        """Drop a dead message from the dead letters for good; returns it.
+
+        Raises:
+            NotFoundError: no dead message has that id.
+        """
+        return await self.queue.discard_dead_letter(message_id)
+
+    async def set_kill_switch(self, kind: str, name: str, *, on: bool, reason: str | None = None) -> bool:
+        """Switch a bot, agent or tool off (``on=True``) or back on, on every worker; returns whether it changed.
+
+        Raises:
+            InvalidInputError: unknown kind or empty name.
+        """
+        return await self.controls.set(kind, name, on=on, reason=reason)
+
+    async def kill_switches(self) -> dict[tuple[str, str], str | None]:
+        """Every switch that is on, ``(kind, name) -> reason``, read from the store now."""
+        return await self.queue.kill_switches()
 
     async def invoke(
         self,

@@ -41,6 +41,8 @@ class _Running:
     claim: Claim
     task: asyncio.Task[None] | None = None
     stop: StopReason | None = None
+    ending: bool = False
+    """The turn is being finished or given back: cancelling it now would only lose that write."""
 
 
 @dataclass(kw_only=True)
@@ -160,6 +162,8 @@ class Worker:
         return True
 
     def _cancel(self, running: _Running, reason: StopReason) -> None:
+        if running.ending and reason != "shutdown":
+            return
         if running.stop is None:
             running.stop = reason
         if running.task is not None and not running.task.done():
@@ -184,8 +188,11 @@ class Worker:
                     max_attempts=self.config.max_attempts,
                     max_lifetime_s=self.config.max_lifetime_s,
                 )
-            except BotfactoryError as exc:
-                logger.warning("worker=<%s>, error=<%s> | claim failed; retrying", self.name, exc.message)
+            except Exception as exc:  # the loop must outlive any one failure
+                message = exc.message if isinstance(exc, BotfactoryError) else repr(exc)
+                logger.warning("worker=<%s>, error=<%s> | claim failed; retrying", self.name, message)
+                if not isinstance(exc, BotfactoryError):
+                    logger.debug("claim failure", exc_info=True)
                 await asyncio.sleep(min(self.config.poll_s, 1.0))
                 continue
             for turn in batch.closed:
@@ -219,16 +226,19 @@ class Worker:
             fired = await Pulse.wait(marked, self.config.heartbeat_s)
             if fired:
                 self.controls.invalidate()
-            leases = [r.claim.lease for r in self._running.values() if r.stop is None]
+            leases = [r.claim.lease for r in self._running.values() if r.stop is None and not r.ending]
             try:
                 beat = await self.store.heartbeat(leases, lease_s=self.config.lease_s)
-            except BotfactoryError as exc:
-                logger.warning("worker=<%s>, error=<%s> | heartbeat failed", self.name, exc.message)
+            except Exception as exc:  # the loop must outlive any one failure
+                message = exc.message if isinstance(exc, BotfactoryError) else repr(exc)
+                logger.warning("worker=<%s>, error=<%s> | heartbeat failed", self.name, message)
                 continue
             sent = {lease.session_id: lease.token for lease in leases}
             for session_id in beat.lost:
-                # The turn may have finished meanwhile and a new one started on the session: match the token.
-                if (running := self._running.get(session_id)) and running.claim.lease.token == sent[session_id]:
+                # The turn may have finished meanwhile (its release is what the beat saw), or a new one started on
+                # the session: only a turn still running on the token that was sent has lost its lease.
+                running = self._running.get(session_id)
+                if running and running.claim.lease.token == sent[session_id] and not running.ending:
                     logger.warning("session_id=<%s> | lease lost to another worker; stopping the turn", session_id)
                     self._cancel(running, "lost")
             for session_id, kind in beat.cancel.items():
@@ -243,8 +253,9 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 await self.maintain()
-            except BotfactoryError as exc:
-                logger.warning("worker=<%s>, error=<%s> | maintenance failed", self.name, exc.message)
+            except Exception as exc:  # the loop must outlive any one failure
+                message = exc.message if isinstance(exc, BotfactoryError) else repr(exc)
+                logger.warning("worker=<%s>, error=<%s> | maintenance failed", self.name, message)
 
     async def maintain(self) -> None:
         """Release idle sessions' resources and drop expired events (runs every few seconds on its own)."""
@@ -259,6 +270,7 @@ class Worker:
         claim = running.claim
         try:
             outcome = await self._attempt(running)
+            running.ending = True
             if outcome is not None:
                 await asyncio.shield(self._finish(claim, outcome))
         except LeaseLostError:
@@ -272,7 +284,9 @@ class Worker:
         except Exception:
             logger.exception("session_id=<%s>, turn_id=<%s> | turn bookkeeping failed", claim.session_id, claim.turn.id)
         finally:
-            self._running.pop(claim.session_id, None)
+            # After a lost lease this worker may have claimed the session again: leave that newer turn tracked.
+            if self._running.get(claim.session_id) is running:
+                del self._running[claim.session_id]
             self.resources.touch(claim.session_id)
             self._slot_freed.fire()
 
@@ -318,8 +332,9 @@ class Worker:
                 )
             ]
         )
+        deadline = asyncio.timeout(self.config.turn_max_seconds)
         try:
-            async with asyncio.timeout(self.config.turn_max_seconds):
+            async with deadline:
                 result = await self.engine.run_turn(
                     bot.agent,
                     turn,
@@ -346,7 +361,10 @@ class Worker:
                     cost=recorder.cost,
                 )
             raise
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not deadline.expired():  # a model's own timeout: a failed attempt, retried like any other
+                await self._give_back(claim, f"TimeoutError: {str(exc)[:300]}")
+                return None
             message = f"this turn ran longer than its limit of {self.config.turn_max_seconds:g} seconds"
             return self._stopped(recorder, "time_limit", message)
         except LimitExceededError as exc:
@@ -381,6 +399,8 @@ class Worker:
         )
 
     async def _give_back(self, claim: Claim, reason: str) -> None:
+        if running := self._running.get(claim.session_id):
+            running.ending = True
         self.stats.failed_attempts += 1
         attempts = claim.turn.attempts
         delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempts - 1))
@@ -400,7 +420,7 @@ class Worker:
         )
 
     async def _finish(self, claim: Claim, outcome: TurnOutcome) -> None:
-        await self.store.finish(claim.lease, claim.turn.id, outcome)
+        await self.store.finish(claim.lease, claim.turn.id, outcome, claim=claim)
         self.stats.turns_finished += 1
         self.stats.by_status[outcome.status] = self.stats.by_status.get(outcome.status, 0) + 1
         logger.debug(

@@ -31,6 +31,7 @@ from botfactory.store.queue_records import (
     Lease,
     OutboxRecord,
     QueueState,
+    SessionSummary,
     TurnOutcome,
     UsageDelta,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "QueueState",
     "RuntimeStore",
     "SessionRecord",
+    "SessionSummary",
     "StepKind",
     "StepRecord",
     "StepStatus",

@@ -220,16 +220,18 @@ class Store:
         if role not in _ROLES:
             raise InvalidInputError(f"unknown message role {role!r}; use one of {', '.join(sorted(_ROLES))}")
         now = self._clock()
-        # Updating the session row first locks it on PostgreSQL until commit, so concurrent writers
-        # to one session take turns and each reads the max(seq) the previous one committed. On
-        # SQLite the write transaction (BEGIN IMMEDIATE) already excludes other writers.
-        touched = await connection.execute(
-            sa.update(sessions).where(sessions.c.id == session_id).values(updated_at=now)
+        # Incrementing the session's last_seq takes the next seq and locks the row on PostgreSQL until
+        # commit, so concurrent writers to one session take turns. On SQLite the write transaction
+        # (BEGIN IMMEDIATE) already excludes other writers.
+        taken = await connection.execute(
+            sa.update(sessions)
+            .where(sessions.c.id == session_id)
+            .values(last_seq=sessions.c.last_seq + 1, updated_at=now)
+            .returning(sessions.c.last_seq)
         )
-        if touched.rowcount == 0:
+        seq = taken.scalar_one_or_none()
+        if seq is None:
             raise SessionNotFoundError(f"no session {session_id!r}; create it with ensure_session first")
-        last = sa.select(sa.func.coalesce(sa.func.max(messages.c.seq), 0)).where(messages.c.session_id == session_id)
-        seq = int((await connection.execute(last)).scalar_one()) + 1
         record = MessageRecord(
             id=_new_id(),
             session_id=session_id,

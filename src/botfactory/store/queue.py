@@ -31,6 +31,8 @@ from botfactory.errors import (
     SessionBusyError,
     SessionNotFoundError,
 )
+from botfactory.store import _statements as _s
+from botfactory.store._fast import Fast
 from botfactory.store.queue_records import (
     API_CHANNEL,
     CancelKind,
@@ -46,11 +48,13 @@ from botfactory.store.queue_records import (
     Lease,
     OutboxRecord,
     QueueState,
+    SessionSummary,
     TurnOutcome,
     UsageDelta,
 )
 from botfactory.store.records import (
     MessageRecord,
+    RowLike,
     StepRecord,
     TurnRecord,
     message_from_row,
@@ -82,7 +86,6 @@ CONTROL_CHANNEL: Final = "botfactory_control"
 EVENTS_CHANNEL: Final = "botfactory_events"
 """PostgreSQL notification channel: a session has new events; the payload is the session id."""
 
-_HISTORY: Final = 10
 _UPSERT: Final[dict[str, Callable[[sa.Table], postgresql.Insert | sqlite.Insert]]] = {
     "postgresql": postgresql.insert,
     "sqlite": sqlite.insert,
@@ -94,7 +97,7 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _item(row: sa.RowMapping, text: str, user_id: str | None) -> InboxItem:
+def _item(row: RowLike, text: str, user_id: str | None) -> InboxItem:
     return InboxItem(
         message_id=row["message_id"],
         session_id=row["session_id"],
@@ -140,6 +143,22 @@ class RuntimeStore:
         self._clock = clock
         self._postgres = writer.dialect_name == "postgresql"
         self._upsert = _UPSERT[writer.dialect_name]
+        self._insert_session = Fast(self._upsert(sessions).on_conflict_do_nothing())
+        self._insert_step = Fast(self._upsert(steps).on_conflict_do_nothing(), json=("input", "output"))
+        usage = self._upsert(usage_counters)
+        self._add_usage_statement = Fast(
+            usage.on_conflict_do_update(
+                index_elements=[usage_counters.c.scope, usage_counters.c.key, usage_counters.c.day],
+                set_={
+                    "tokens": usage_counters.c.tokens + usage.excluded.tokens,
+                    "cost": usage_counters.c.cost + usage.excluded.cost,
+                },
+            )
+        )
+        self._event_rows: list[dict[str, Any]] = []
+        self._events_scheduled = False
+        self._notify_channels: set[str] = set()
+        writer.before_commit.append(self._send_notifications)
 
     @property
     def notifies(self) -> bool:
@@ -147,8 +166,19 @@ class RuntimeStore:
         return self._postgres
 
     def _notify(self, connection: sa.Connection, channel: str, payload: str = "") -> None:
+        """Announce a change on ``channel`` when the transaction commits (PostgreSQL only).
+
+        Listeners re-read the store whatever the payload, so a batch sends each channel once, in one statement.
+        """
+        del connection, payload
         if self._postgres:
-            connection.execute(sa.select(sa.func.pg_notify(channel, payload)))
+            self._notify_channels.add(channel)
+
+    def _send_notifications(self, connection: sa.Connection) -> None:
+        if not self._notify_channels:
+            return
+        channels, self._notify_channels = sorted(self._notify_channels), set()
+        connection.execute(sa.select(*(sa.func.pg_notify(channel, "") for channel in channels)))
 
     # Enqueue
 
@@ -159,111 +189,130 @@ class RuntimeStore:
             SessionBusyError: ``policy`` is ``reject`` and the session still has unanswered messages.
             InvalidInputError: the session belongs to another bot.
         """
-        return await self.writer.write(lambda connection: self._enqueue(connection, message, policy))
+        # On PostgreSQL an enqueue commits alone: batched with others it would hold several sessions' rows at
+        # once while a worker's batch holds others, and the two processes deadlock (each stall is deadlock_timeout).
+        alone = self._postgres
+        try:
+            return await self.writer.write(lambda connection: self._enqueue(connection, message, policy), alone=alone)
+        except sa.exc.IntegrityError:
+            # Another process stored the same dedup key between our check and our insert: now it is seen.
+            return await self.writer.write(lambda connection: self._enqueue(connection, message, policy), alone=alone)
 
     def _enqueue(self, connection: sa.Connection, message: Inbound, policy: DoubleTexting) -> Enqueued:
         now = self._clock()
-        connection.execute(
-            self._upsert(sessions)
-            .values(id=message.session_id, bot=message.bot, user_id=message.user_id, created_at=now, updated_at=now)
-            .on_conflict_do_nothing()
+        self._insert_session.run(
+            connection,
+            {
+                "id": message.session_id,
+                "bot": message.bot,
+                "user_id": message.user_id,
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
+                "last_seq": 0,
+            },
         )
-        # Updating the session row serializes writers to one session on PostgreSQL (row lock until commit).
-        connection.execute(sa.update(sessions).where(sessions.c.id == message.session_id).values(updated_at=now))
-        owner = connection.execute(sa.select(sessions.c.bot).where(sessions.c.id == message.session_id)).scalar_one()
+        if message.dedup_key is not None:
+            seen = _s.DEDUP.run(connection, {"b_bot": message.bot, "b_key": message.dedup_key}).first()
+            if seen is not None:
+                return Enqueued(
+                    message_id=seen["message_id"], session_id=seen["session_id"], seq=seen["seq"], duplicate=True
+                )
+        # Lock the queue row before the session row, in the order finishing a turn takes them (its reply takes a
+        # seq too): the other order deadlocks with a worker ending a turn on this session (PostgreSQL only).
+        key = {"b_session_id": message.session_id}
+        queue: Mapping[Any, Any] | None
+        if self._postgres:
+            queue = connection.execute(_s.QUEUE_ROW_LOCKED, key).mappings().first()
+        else:
+            queue = _s.QUEUE_ROW.run(connection, key).first()
+        # Taking the seq locks the session row on PostgreSQL: writers to one session take turns from here.
+        taken = _s.NEXT_SEQ.run(connection, {"b_session_id": message.session_id, "b_now": now}).first()
+        assert taken is not None  # the session row was inserted above if it was missing
+        seq, owner = taken["last_seq"], taken["bot"]
         if owner != message.bot:
             raise InvalidInputError(
                 f"session {message.session_id!r} belongs to bot {owner!r}, not {message.bot!r}; "
                 "use a new session id for this bot"
             )
-        if message.dedup_key is not None:
-            seen = connection.execute(
-                sa.select(inbox.c.message_id, inbox.c.session_id, inbox.c.seq).where(
-                    inbox.c.bot == message.bot, inbox.c.dedup_key == message.dedup_key
-                )
-            ).first()
-            if seen is not None:
-                return Enqueued(message_id=seen.message_id, session_id=seen.session_id, seq=seen.seq, duplicate=True)
-        queue = (
-            connection.execute(sa.select(session_queue).where(session_queue.c.session_id == message.session_id))
-            .mappings()
-            .first()
-        )
         if policy == "reject" and queue is not None and queue["pending"] > 0:
             raise SessionBusyError(
                 f"session {message.session_id!r} is still answering an earlier message and bot {message.bot!r} "
                 "rejects messages meanwhile; wait for the reply, then send again"
             )
-        seq = self._next_seq(connection, message.session_id)
         message_id = _new_id()
-        connection.execute(
-            sa.insert(messages).values(
-                id=message_id,
-                session_id=message.session_id,
-                seq=seq,
-                role="user",
-                text=message.text,
-                user_id=message.user_id,
-                turn_id=None,
-                created_at=now,
-            )
+        _s.INSERT_MESSAGE.run(
+            connection,
+            {
+                "id": message_id,
+                "session_id": message.session_id,
+                "seq": seq,
+                "role": "user",
+                "text": message.text,
+                "user_id": message.user_id,
+                "turn_id": None,
+                "created_at": now,
+            },
         )
-        connection.execute(
-            sa.insert(inbox).values(
-                message_id=message_id,
-                session_id=message.session_id,
-                bot=message.bot,
-                seq=seq,
-                dedup_key=message.dedup_key,
-                status="pending",
-                turn_id=None,
-                channel=message.channel,
-                reply_to=message.reply_to,
-                trace_context=message.trace_context,
-                error=None,
-                enqueued_at=now,
-                finished_at=None,
-            )
+        _s.INSERT_INBOX.run(
+            connection,
+            {
+                "message_id": message_id,
+                "session_id": message.session_id,
+                "bot": message.bot,
+                "seq": seq,
+                "dedup_key": message.dedup_key,
+                "status": "pending",
+                "turn_id": None,
+                "channel": message.channel,
+                "reply_to": message.reply_to,
+                "trace_context": message.trace_context,
+                "error": None,
+                "enqueued_at": now,
+                "finished_at": None,
+            },
         )
         interrupted: str | None = None
         if queue is None:
-            connection.execute(
-                sa.insert(session_queue).values(
-                    session_id=message.session_id,
-                    bot=message.bot,
-                    pending=1,
-                    ready_at=now,
-                    lease_token=None,
-                    turn_id=None,
-                    cancel=None,
-                    updated_at=now,
-                )
+            _s.INSERT_QUEUE.run(
+                connection,
+                {
+                    "session_id": message.session_id,
+                    "bot": message.bot,
+                    "pending": 1,
+                    "ready_at": now,
+                    "lease_token": None,
+                    "turn_id": None,
+                    "cancel": None,
+                    "updated_at": now,
+                },
             )
         else:
-            values: dict[str, Any] = {"pending": session_queue.c.pending + 1, "updated_at": now}
-            if queue["ready_at"] is None:
-                values["ready_at"] = now
+            _s.QUEUE_ADD.run(connection, {"b_session_id": message.session_id, "b_now": now})
             if policy == "interrupt" and queue["turn_id"] is not None and queue["cancel"] is None:
-                values["cancel"] = "interrupt"
+                connection.execute(
+                    sa.update(session_queue)
+                    .where(session_queue.c.session_id == message.session_id)
+                    .values(cancel="interrupt")
+                )
                 interrupted = queue["turn_id"]
-            connection.execute(
-                sa.update(session_queue).where(session_queue.c.session_id == message.session_id).values(values)
-            )
         self._notify(connection, INBOX_CHANNEL)
         if interrupted is not None:
             self._notify(connection, CONTROL_CHANNEL, message.session_id)
         return Enqueued(
             message_id=message_id,
             session_id=message.session_id,
-            seq=seq,
+            seq=int(seq),
             duplicate=False,
             interrupted_turn_id=interrupted,
         )
 
     @staticmethod
-    def _next_seq(connection: sa.Connection, session_id: str) -> int:
-        last = sa.select(sa.func.coalesce(sa.func.max(messages.c.seq), 0)).where(messages.c.session_id == session_id)
-        return int(connection.execute(last).scalar_one()) + 1
+    def _next_seq(connection: sa.Connection, session_id: str, now: float) -> int:
+        taken = _s.NEXT_SEQ.run(connection, {"b_session_id": session_id, "b_now": now}).first()
+        if taken is None:
+            raise SessionNotFoundError(f"no session {session_id!r}")
+        return int(taken["last_seq"])
 
     # Claim
 
@@ -300,16 +349,10 @@ class RuntimeStore:
         max_lifetime_s: float,
     ) -> ClaimBatch:
         now = self._clock()
-        query = (
-            sa.select(session_queue)
-            .where(session_queue.c.ready_at <= now)
-            .order_by(session_queue.c.ready_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = connection.execute(query).mappings().all()
+        rows = _s.READY.run(connection, {"b_now": now, "b_limit": limit}).rows
         claims: list[Claim] = []
         closed: list[TurnRecord] = []
+        fresh: list[tuple[Mapping[str, Any], int]] = []
         for row in rows:
             session_id = row["session_id"]
             turn_id: str | None = row["turn_id"]
@@ -322,12 +365,11 @@ class RuntimeStore:
                     continue
                 outcome, input_status, error = ending
                 pending, record = self._close_turn(
-                    connection, session_id, turn, outcome, now, pending=pending, input_status=input_status, error=error
+                    connection, session_id, turn, outcome, now, input_status=input_status, error=error
                 )
                 closed.append(record)
-            claim = self._start(connection, row, pending, policies.get(row["bot"], "enqueue"), now, lease_s)
-            if claim is not None:
-                claims.append(claim)
+            fresh.append((row, pending))
+        claims.extend(self._start(connection, fresh, policies, now, lease_s))
         return ClaimBatch(claims=tuple(claims), closed=tuple(closed))
 
     @staticmethod
@@ -355,7 +397,7 @@ class RuntimeStore:
         return None
 
     def _resume(
-        self, connection: sa.Connection, row: sa.RowMapping, turn: TurnRecord, now: float, lease_s: float
+        self, connection: sa.Connection, row: Mapping[str, Any], turn: TurnRecord, now: float, lease_s: float
     ) -> Claim:
         session_id = row["session_id"]
         token = _new_id()
@@ -366,17 +408,14 @@ class RuntimeStore:
         )
         connection.execute(sa.update(turns).where(turns.c.id == turn.id).values(attempts=turns.c.attempts + 1))
         inputs = _items(connection, inbox.c.turn_id == turn.id)
-        recorded = connection.execute(
-            sa.select(steps).where(steps.c.turn_id == turn.id).order_by(steps.c.position)
-        ).mappings()
-        first_seq = min((item.seq for item in inputs), default=0)
+        recorded = connection.execute(_s.STEPS_OF, {"b_turn_id": turn.id}).mappings()
         return Claim(
             lease=Lease(session_id=session_id, token=token),
             bot=row["bot"],
             user_id=inputs[-1].user_id if inputs else None,
             turn=_with_attempts(turn, turn.attempts + 1),
             inputs=tuple(inputs),
-            history=self._history(connection, session_id, before_seq=first_seq),
+            history=self._history(connection, session_id),
             steps=tuple(step_from_row(step) for step in recorded),
             resumed=True,
             enqueued_at=min((item.enqueued_at for item in inputs), default=now),
@@ -385,84 +424,89 @@ class RuntimeStore:
     def _start(
         self,
         connection: sa.Connection,
-        row: sa.RowMapping,
-        pending: int,
-        policy: DoubleTexting,
+        fresh: Sequence[tuple[Mapping[str, Any], int]],
+        policies: Mapping[str, DoubleTexting],
         now: float,
         lease_s: float,
-    ) -> Claim | None:
-        session_id = row["session_id"]
-        take_all = policy in ("coalesce", "interrupt")
-        inputs = _items(
-            connection, inbox.c.session_id == session_id, inbox.c.status == "pending", limit=None if take_all else 1
-        )
-        if not inputs:
-            # Nothing left to do (the count drifted, e.g. after a cancel): the session rests.
-            connection.execute(
-                sa.update(session_queue)
-                .where(session_queue.c.session_id == session_id)
-                .values(pending=0, ready_at=None, lease_token=None, turn_id=None, cancel=None, updated_at=now)
+    ) -> list[Claim]:
+        """Start a turn on each session in ``fresh`` with its next pending message (all of them if it coalesces)."""
+        if not fresh:
+            return []
+        waiting: dict[str, list[InboxItem]] = {}
+        ids = [row["session_id"] for row, _ in fresh]
+        for found in connection.execute(_s.PENDING_OF, {"b_ids": ids}).mappings():
+            waiting.setdefault(found["session_id"], []).append(_item(found, found["text"], found["user_id"]))
+        claims: list[Claim] = []
+        turn_rows: list[dict[str, Any]] = []
+        inbox_rows: list[dict[str, Any]] = []
+        queue_rows: list[dict[str, Any]] = []
+        for row, pending in fresh:
+            session_id = row["session_id"]
+            items = waiting.get(session_id, [])
+            if not items:
+                # Nothing left to do (the count drifted, e.g. after a cancel): the session rests.
+                connection.execute(
+                    sa.update(session_queue)
+                    .where(session_queue.c.session_id == session_id)
+                    .values(pending=0, ready_at=None, lease_token=None, turn_id=None, cancel=None, updated_at=now)
+                )
+                continue
+            inputs = items if policies.get(row["bot"], "enqueue") in ("coalesce", "interrupt") else items[:1]
+            token = _new_id()
+            turn = TurnRecord(
+                id=_new_id(),
+                session_id=session_id,
+                bot=row["bot"],
+                status="running",
+                input_message_id=inputs[-1].message_id,
+                reply=None,
+                error_code=None,
+                error_message=None,
+                input_tokens=0,
+                output_tokens=0,
+                started_at=now,
+                finished_at=None,
+                attempts=1,
+                cost=0.0,
             )
-            return None
-        token = _new_id()
-        turn = TurnRecord(
-            id=_new_id(),
-            session_id=session_id,
-            bot=row["bot"],
-            status="running",
-            input_message_id=inputs[-1].message_id,
-            reply=None,
-            error_code=None,
-            error_message=None,
-            input_tokens=0,
-            output_tokens=0,
-            started_at=now,
-            finished_at=None,
-            attempts=1,
-            cost=0.0,
-        )
-        connection.execute(sa.insert(turns).values(_turn_row(turn)))
-        connection.execute(
-            sa.update(inbox)
-            .where(inbox.c.message_id.in_([item.message_id for item in inputs]))
-            .values(status="running", turn_id=turn.id)
-        )
-        connection.execute(
-            sa.update(session_queue)
-            .where(session_queue.c.session_id == session_id)
-            .values(
-                pending=pending, lease_token=token, ready_at=now + lease_s, turn_id=turn.id, cancel=None, updated_at=now
+            turn_rows.append(_turn_row(turn))
+            inbox_rows.extend({"b_message_id": item.message_id, "b_turn_id": turn.id} for item in inputs)
+            queue_rows.append(
+                {
+                    "b_session_id": session_id,
+                    "b_pending": pending,
+                    "b_token": token,
+                    "b_ready_at": now + lease_s,
+                    "b_turn_id": turn.id,
+                    "b_now": now,
+                }
             )
-        )
-        return Claim(
-            lease=Lease(session_id=session_id, token=token),
-            bot=row["bot"],
-            user_id=inputs[-1].user_id,
-            turn=turn,
-            inputs=tuple(inputs),
-            history=self._history(connection, session_id, before_seq=inputs[0].seq),
-            enqueued_at=inputs[0].enqueued_at,
-        )
+            claims.append(
+                Claim(
+                    lease=Lease(session_id=session_id, token=token),
+                    bot=row["bot"],
+                    user_id=inputs[-1].user_id,
+                    turn=turn,
+                    inputs=tuple(dataclasses.replace(item, status="running", turn_id=turn.id) for item in inputs),
+                    history=self._history(connection, session_id),
+                    enqueued_at=inputs[0].enqueued_at,
+                )
+            )
+        if turn_rows:
+            _s.INSERT_TURN.run(connection, turn_rows)
+            _s.START_INBOX.run(connection, inbox_rows)
+            _s.LEASE_QUEUE.run(connection, queue_rows)
+        return claims
 
-    def _history(self, connection: sa.Connection, session_id: str, *, before_seq: int) -> tuple[MessageRecord, ...]:
+    @staticmethod
+    def _history(connection: sa.Connection, session_id: str) -> tuple[MessageRecord, ...]:
         """The latest answered user messages and delivered replies, oldest first.
 
         Replies are stored when their turn ends, after messages that arrived meanwhile, so ``seq`` order is the
-        order the conversation settled in. Unanswered, dead and cancelled messages are left out.
+        order the conversation settled in. Unanswered (including the turn's own), dead and cancelled messages
+        and stale replies are left out.
         """
-        del before_seq  # order is by settlement; the current inputs are still 'running' and excluded
-        query = (
-            sa.select(messages)
-            .select_from(messages.outerjoin(inbox, inbox.c.message_id == messages.c.id))
-            .where(
-                messages.c.session_id == session_id,
-                messages.c.role.in_(("user", "assistant")),
-                sa.or_(inbox.c.status.is_(None), inbox.c.status == "done"),
-            )
-            .order_by(messages.c.seq.desc())
-            .limit(_HISTORY)
-        )
-        rows = connection.execute(query).mappings().all()
+        rows = _s.HISTORY.run(connection, {"b_session_id": session_id}).rows
         return tuple(message_from_row(row) for row in reversed(rows))
 
     # Holding a lease
@@ -505,20 +549,13 @@ class RuntimeStore:
             )
         return Heartbeat(lost=frozenset(lost), cancel=cancel)
 
-    def _check_lease(self, connection: sa.Connection, lease: Lease) -> sa.RowMapping:
-        row = (
-            connection.execute(
-                sa.select(session_queue).where(session_queue.c.session_id == lease.session_id).with_for_update()
-            )
-            .mappings()
-            .first()
-        )
-        if row is None or row["lease_token"] != lease.token:
+    def _check_lease(self, connection: sa.Connection, lease: Lease) -> None:
+        token = _s.LEASE_TOKEN.run(connection, {"b_session_id": lease.session_id}).scalar()
+        if token != lease.token:
             raise LeaseLostError(
                 f"the lease on session {lease.session_id!r} was taken over by another worker; "
                 "this worker stops the turn and the new holder resumes it"
             )
-        return row
 
     async def record_step(self, lease: Lease, step: StepRecord, usage: UsageDelta | None = None) -> None:
         """Record one completed step (and what it cost) before the turn goes on.
@@ -530,7 +567,7 @@ class RuntimeStore:
 
     def _record_step(self, connection: sa.Connection, lease: Lease, step: StepRecord, usage: UsageDelta | None) -> None:
         self._check_lease(connection, lease)
-        inserted = connection.execute(self._upsert(steps).values(_step_row(step)).on_conflict_do_nothing())
+        inserted = self._insert_step.run(connection, _step_row(step))
         if inserted.rowcount == 0:
             raise LeaseLostError(
                 f"step {step.position} of turn {step.turn_id!r} is already recorded by another worker; "
@@ -541,40 +578,40 @@ class RuntimeStore:
 
     def _add_usage(self, connection: sa.Connection, usage: UsageDelta) -> None:
         rows = [
-            {"scope": "bot", "key": usage.bot, "day": usage.day},
-            {"scope": "session", "key": usage.session_id, "day": ""},
+            {"scope": "bot", "key": usage.bot, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost},
+            {"scope": "session", "key": usage.session_id, "day": "", "tokens": usage.tokens, "cost": usage.cost},
         ]
         if usage.user_id is not None:
-            rows.append({"scope": "user", "key": usage.user_id, "day": usage.day})
-        insert = self._upsert(usage_counters)
-        statement = insert.on_conflict_do_update(
-            index_elements=[usage_counters.c.scope, usage_counters.c.key, usage_counters.c.day],
-            set_={
-                "tokens": usage_counters.c.tokens + insert.excluded.tokens,
-                "cost": usage_counters.c.cost + insert.excluded.cost,
-            },
-        )
-        connection.execute(statement, [{**row, "tokens": usage.tokens, "cost": usage.cost} for row in rows])
+            rows.append(
+                {"scope": "user", "key": usage.user_id, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost}
+            )
+        self._add_usage_statement.run(connection, rows)
 
     # Ending a turn
 
-    async def finish(self, lease: Lease, turn_id: str, outcome: TurnOutcome) -> TurnRecord:
+    async def finish(
+        self, lease: Lease, turn_id: str, outcome: TurnOutcome, *, claim: Claim | None = None
+    ) -> TurnRecord:
         """End the running turn: its status, its reply in the outbox, its messages answered, the lease released.
 
         ``interrupted`` puts the turn's messages back in the queue for the next turn to take with the new ones.
+        Pass the ``claim`` the turn came from to spare re-reading its turn and messages.
 
         Raises:
             LeaseLostError: another worker holds the session now; nothing was written.
         """
-        return await self.writer.write(lambda connection: self._finish(connection, lease, turn_id, outcome))
+        return await self.writer.write(lambda connection: self._finish(connection, lease, turn_id, outcome, claim))
 
-    def _finish(self, connection: sa.Connection, lease: Lease, turn_id: str, outcome: TurnOutcome) -> TurnRecord:
-        row = self._check_lease(connection, lease)
+    def _finish(
+        self, connection: sa.Connection, lease: Lease, turn_id: str, outcome: TurnOutcome, claim: Claim | None
+    ) -> TurnRecord:
         now = self._clock()
-        turn = self._turn(connection, turn_id)
+        known = claim is not None and claim.turn.id == turn_id
+        turn = claim.turn if claim is not None and known else self._turn(connection, turn_id)
+        inputs = claim.inputs if claim is not None and known else None
         input_status = {"interrupted": "pending", "cancelled": "cancelled"}.get(outcome.status, "done")
         _, record = self._close_turn(
-            connection, lease.session_id, turn, outcome, now, pending=int(row["pending"]), input_status=input_status
+            connection, lease.session_id, turn, outcome, now, input_status=input_status, inputs=inputs, lease=lease
         )
         return record
 
@@ -586,11 +623,16 @@ class RuntimeStore:
         outcome: TurnOutcome,
         now: float,
         *,
-        pending: int,
         input_status: str,
         error: str | None = None,
+        inputs: Sequence[InboxItem] | None = None,
+        lease: Lease | None = None,
     ) -> tuple[int, TurnRecord]:
-        """End ``turn`` and release its session; returns the session's pending count after it and the turn."""
+        """End ``turn`` and release its session; returns the session's pending count after it and the turn.
+
+        With ``lease``, only while that lease holds: otherwise :class:`LeaseLostError` (and the caller's
+        transaction is rolled back).
+        """
         values: dict[str, Any] = {
             "status": outcome.status,
             "reply": outcome.reply,
@@ -601,36 +643,38 @@ class RuntimeStore:
             "cost": outcome.cost,
             "finished_at": now,
         }
-        connection.execute(sa.update(turns).where(turns.c.id == turn.id, turns.c.status == "running").values(values))
-        inputs = _items(connection, inbox.c.turn_id == turn.id)
+        _s.FINISH_TURN.run(
+            connection,
+            {f"b_{key}": value for key, value in values.items() if key != "finished_at"}
+            | {"b_turn_id": turn.id, "b_now": now},
+        )
+        if inputs is None:
+            inputs = _items(connection, inbox.c.turn_id == turn.id)
         if input_status == "pending":
-            connection.execute(
-                sa.update(inbox).where(inbox.c.turn_id == turn.id).values(status="pending", turn_id=None)
-            )
+            _s.REQUEUE_INBOX.run(connection, {"b_turn_id": turn.id})
+            answered = 0
         else:
-            connection.execute(
-                sa.update(inbox)
-                .where(inbox.c.turn_id == turn.id)
-                .values(status=input_status, error=error, finished_at=now)
+            _s.ANSWER_INBOX.run(
+                connection, {"b_turn_id": turn.id, "b_status": input_status, "b_error": error, "b_now": now}
             )
-            pending -= len(inputs)
+            answered = len(inputs)
         if outcome.status == "cancelled":
-            pending -= self._cancel_pending(connection, session_id, now)
-        pending = max(pending, 0)
+            answered += self._cancel_pending(connection, session_id, now)
+        release = _s.RELEASE_HELD if lease is not None else _s.RELEASE_ANY
+        parameters: dict[str, Any] = {"b_session_id": session_id, "b_answered": answered, "b_now": now}
+        if lease is not None:
+            parameters["b_token"] = lease.token
+        left = release.run(connection, parameters).scalar()
+        if left is None:
+            if lease is not None:
+                raise LeaseLostError(
+                    f"the lease on session {session_id!r} was taken over by another worker; "
+                    "this worker stops the turn and the new holder resumes it"
+                )
+            left = 0
+        pending = int(left)
         if outcome.reply is not None and inputs:
             self._store_reply(connection, session_id, turn, outcome, inputs[-1], now, waiting=pending > 0)
-        connection.execute(
-            sa.update(session_queue)
-            .where(session_queue.c.session_id == session_id)
-            .values(
-                pending=pending,
-                ready_at=now if pending > 0 else None,
-                lease_token=None,
-                turn_id=None,
-                cancel=None,
-                updated_at=now,
-            )
-        )
         if pending > 0:
             self._notify(connection, INBOX_CHANNEL)
         self._add_event(
@@ -657,17 +701,18 @@ class RuntimeStore:
         assert outcome.reply is not None
         stale = outcome.stale_when_newer and waiting
         if not stale:
-            connection.execute(
-                sa.insert(messages).values(
-                    id=_new_id(),
-                    session_id=session_id,
-                    seq=self._next_seq(connection, session_id),
-                    role="assistant",
-                    text=outcome.reply,
-                    user_id=None,
-                    turn_id=turn.id,
-                    created_at=now,
-                )
+            _s.INSERT_MESSAGE.run(
+                connection,
+                {
+                    "id": _new_id(),
+                    "session_id": session_id,
+                    "seq": self._next_seq(connection, session_id, now),
+                    "role": "assistant",
+                    "text": outcome.reply,
+                    "user_id": None,
+                    "turn_id": turn.id,
+                    "created_at": now,
+                },
             )
         if stale:
             status = "stale"
@@ -675,22 +720,23 @@ class RuntimeStore:
             status = "delivered"
         else:
             status = "pending"
-        connection.execute(
-            sa.insert(outbox).values(
-                id=_new_id(),
-                turn_id=turn.id,
-                session_id=session_id,
-                bot=turn.bot,
-                channel=last_input.channel,
-                reply_to=last_input.reply_to,
-                text=outcome.reply,
-                status=status,
-                attempts=0,
-                next_attempt_at=now if status == "pending" else None,
-                error=None,
-                created_at=now,
-                delivered_at=now if status == "delivered" else None,
-            )
+        _s.INSERT_OUTBOX.run(
+            connection,
+            {
+                "id": _new_id(),
+                "turn_id": turn.id,
+                "session_id": session_id,
+                "bot": turn.bot,
+                "channel": last_input.channel,
+                "reply_to": last_input.reply_to,
+                "text": outcome.reply,
+                "status": status,
+                "attempts": 0,
+                "next_attempt_at": now if status == "pending" else None,
+                "error": None,
+                "created_at": now,
+                "delivered_at": now if status == "delivered" else None,
+            },
         )
 
     def _cancel_pending(self, connection: sa.Connection, session_id: str, now: float) -> int:
@@ -716,21 +762,14 @@ class RuntimeStore:
     def _release(
         self, connection: sa.Connection, lease: Lease, turn_id: str, error: str, retry_in_s: float, max_attempts: int
     ) -> bool:
-        row = self._check_lease(connection, lease)
+        self._check_lease(connection, lease)
         now = self._clock()
         turn = self._turn(connection, turn_id)
         if turn.attempts >= max_attempts:
             message = f"gave up after {turn.attempts} attempts: {error}"
             outcome = TurnOutcome(status="failed", error_code="dead_letter", error_message=message)
             self._close_turn(
-                connection,
-                lease.session_id,
-                turn,
-                outcome,
-                now,
-                pending=int(row["pending"]),
-                input_status="dead",
-                error=message,
+                connection, lease.session_id, turn, outcome, now, input_status="dead", error=message, lease=lease
             )
             return True
         connection.execute(sa.update(turns).where(turns.c.id == turn_id).values(error_message=error))
@@ -748,6 +787,23 @@ class RuntimeStore:
 
     def _unlease(self, connection: sa.Connection, leases: Sequence[Lease]) -> None:
         now = self._clock()
+        # A clean hand-over (shutdown, rolling restart) is not a failed attempt: give the attempt back, so
+        # restarts alone never dead-letter a long turn.
+        held = connection.execute(
+            sa.select(session_queue.c.session_id, session_queue.c.lease_token, session_queue.c.turn_id).where(
+                session_queue.c.session_id.in_([lease.session_id for lease in leases])
+            )
+        ).all()
+        tokens = {lease.session_id: lease.token for lease in leases}
+        turn_ids = [
+            row.turn_id for row in held if row.turn_id is not None and tokens.get(row.session_id) == row.lease_token
+        ]
+        if turn_ids:
+            connection.execute(
+                sa.update(turns)
+                .where(turns.c.id.in_(turn_ids), turns.c.attempts > 0)
+                .values(attempts=turns.c.attempts - 1)
+            )
         connection.execute(
             sa.update(session_queue)
             .where(
@@ -769,65 +825,60 @@ class RuntimeStore:
         Raises:
             SessionNotFoundError: there is no such session.
         """
-        return await self.writer.write(lambda connection: self._request_cancel(connection, session_id, kind))
+        return await self.writer.write(
+            lambda connection: self._request_cancel(connection, session_id, kind), alone=self._postgres
+        )
 
     def _request_cancel(self, connection: sa.Connection, session_id: str, kind: CancelKind) -> CancelResult:
         now = self._clock()
         exists = connection.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first()
         if exists is None:
             raise SessionNotFoundError(f"no session {session_id!r}; list sessions with `botfactory sessions list`")
-        row = (
-            connection.execute(
-                sa.select(session_queue).where(session_queue.c.session_id == session_id).with_for_update()
-            )
-            .mappings()
-            .first()
-        )
+        row = connection.execute(_s.QUEUE_ROW_LOCKED, {"b_session_id": session_id}).mappings().first()
         if row is None:
             return CancelResult(session_id=session_id, turn_id=None, running=False, cancelled_messages=0)
         cancelled = self._cancel_pending(connection, session_id, now) if kind == "cancel" else 0
         pending = max(int(row["pending"]) - cancelled, 0)
         turn_id: str | None = row["turn_id"]
-        held = row["lease_token"] is not None and (row["ready_at"] or 0) > now
-        if turn_id is not None and held:
-            connection.execute(
-                sa.update(session_queue)
-                .where(session_queue.c.session_id == session_id)
-                .values(cancel=kind, pending=pending, updated_at=now)
-            )
+        held = turn_id is not None and row["lease_token"] is not None and (row["ready_at"] or 0) > now
+        values: dict[str, Any] = {"pending": pending, "updated_at": now}
+        if held:
+            values["cancel"] = kind
+        elif turn_id is None and pending == 0:
+            values["ready_at"] = None
+        connection.execute(sa.update(session_queue).where(session_queue.c.session_id == session_id).values(values))
+        if held:
             self._notify(connection, CONTROL_CHANNEL, session_id)
-            return CancelResult(session_id=session_id, turn_id=turn_id, running=True, cancelled_messages=cancelled)
-        if turn_id is not None:
+        elif turn_id is not None:
             turn = self._turn(connection, turn_id)
             outcome = TurnOutcome(status="cancelled", error_code="cancelled", error_message="cancelled")
-            self._close_turn(connection, session_id, turn, outcome, now, pending=pending, input_status="cancelled")
-        else:
-            connection.execute(
-                sa.update(session_queue)
-                .where(session_queue.c.session_id == session_id)
-                .values(pending=pending, ready_at=None if pending == 0 else row["ready_at"], updated_at=now)
-            )
-        return CancelResult(session_id=session_id, turn_id=turn_id, running=False, cancelled_messages=cancelled)
+            self._close_turn(connection, session_id, turn, outcome, now, input_status="cancelled")
+        return CancelResult(session_id=session_id, turn_id=turn_id, running=held, cancelled_messages=cancelled)
 
     # Events
 
     def add_events(self, events: Iterable[tuple[str, str | None, str, dict[str, Any]]]) -> None:
-        """Store turn events ``(session_id, turn_id, type, data)`` with the next batch, without waiting."""
+        """Store turn events ``(session_id, turn_id, type, data)`` with the next batch, without waiting.
+
+        Events of every turn in the process are gathered and written by one statement per batch.
+        """
         now = self._clock()
-        rows: list[dict[str, Any]] = [
+        self._event_rows.extend(
             {"session_id": s, "turn_id": t, "type": kind, "data": data, "created_at": now}
             for s, t, kind, data in events
-        ]
+        )
+        if self._event_rows and not self._events_scheduled:
+            self._events_scheduled = True
+            self.writer.write_later(self._flush_events)
+
+    def _flush_events(self, connection: sa.Connection) -> None:
+        rows, self._event_rows = self._event_rows, []
+        self._events_scheduled = False
         if not rows:
             return
-        sessions_touched = sorted({str(row["session_id"]) for row in rows})
-
-        def write(connection: sa.Connection) -> None:
-            connection.execute(sa.insert(turn_events), rows)
-            for session_id in sessions_touched:
-                self._notify(connection, EVENTS_CHANNEL, session_id)
-
-        self.writer.write_later(write)
+        _s.INSERT_EVENT.run(connection, rows)
+        for session_id in sorted({str(row["session_id"]) for row in rows}):
+            self._notify(connection, EVENTS_CHANNEL, session_id)
 
     def _add_event(
         self,
@@ -838,8 +889,9 @@ class RuntimeStore:
         data: dict[str, Any],
         now: float,
     ) -> None:
-        connection.execute(
-            sa.insert(turn_events).values(session_id=session_id, turn_id=turn_id, type=kind, data=data, created_at=now)
+        _s.INSERT_EVENT.run(
+            connection,
+            {"session_id": session_id, "turn_id": turn_id, "type": kind, "data": data, "created_at": now},
         )
         self._notify(connection, EVENTS_CHANNEL, session_id)
 
@@ -939,6 +991,62 @@ class RuntimeStore:
 
         return await self.writer.read(read)
 
+    async def list_sessions(
+        self, *, active_since: float | None = None, bot: str | None = None, limit: int = 100
+    ) -> list[SessionSummary]:
+        """Sessions, most recently active first.
+
+        Args:
+            active_since: Only sessions with queued or running work, or any activity after this time.
+            bot: Only this bot's sessions.
+        """
+
+        def read(connection: sa.Connection) -> list[SessionSummary]:
+            now = self._clock()
+            query = (
+                sa.select(
+                    sessions,
+                    session_queue.c.pending,
+                    session_queue.c.turn_id,
+                    session_queue.c.lease_token,
+                    session_queue.c.ready_at,
+                )
+                .select_from(sessions.outerjoin(session_queue, session_queue.c.session_id == sessions.c.id))
+                .order_by(sessions.c.updated_at.desc(), sessions.c.id)
+                .limit(limit)
+            )
+            if bot is not None:
+                query = query.where(sessions.c.bot == bot)
+            if active_since is not None:
+                query = query.where(
+                    sa.or_(session_queue.c.ready_at.is_not(None), sessions.c.updated_at >= active_since)
+                )
+            found = []
+            for row in connection.execute(query).mappings():
+                pending = int(row["pending"] or 0)
+                leased = row["lease_token"] is not None and (row["ready_at"] or 0) > now
+                if row["turn_id"] is not None and leased:
+                    state = "running"
+                elif row["turn_id"] is not None or pending > 0:
+                    state = "waiting"
+                else:
+                    state = "idle"
+                found.append(
+                    SessionSummary(
+                        id=row["id"],
+                        bot=row["bot"],
+                        user_id=row["user_id"],
+                        state=state,
+                        pending=pending,
+                        turn_id=row["turn_id"],
+                        created_at=row["created_at"],
+                        updated_at=row["updated_at"],
+                    )
+                )
+            return found
+
+        return await self.writer.read(read)
+
     async def inbox_items(self, session_id: str) -> list[InboxItem]:
         """The session's inbound messages with their status, in arrival order."""
         return await self.writer.read(lambda connection: _items(connection, inbox.c.session_id == session_id))
@@ -978,11 +1086,7 @@ class RuntimeStore:
         """
 
         def write(connection: sa.Connection) -> InboxItem:
-            found = _items(connection, inbox.c.message_id == message_id, inbox.c.status == "dead")
-            if not found:
-                raise NotFoundError(f"no dead letter {message_id!r}; list them with `botfactory inbox dead-letters`")
-            dead = found[0]
-            connection.execute(sa.update(inbox).where(inbox.c.message_id == message_id).values(status="retried"))
+            dead = _take_dead_letter(connection, message_id, becomes="retried")
             self._enqueue(
                 connection,
                 Inbound(
@@ -997,6 +1101,18 @@ class RuntimeStore:
                 "enqueue",
             )
             return dead
+
+        return await self.writer.write(write, alone=self._postgres)
+
+    async def discard_dead_letter(self, message_id: str) -> InboxItem:
+        """Mark a dead message as discarded: it leaves the dead-letter list and is never retried.
+
+        Raises:
+            NotFoundError: no dead message has that id.
+        """
+
+        def write(connection: sa.Connection) -> InboxItem:
+            return _take_dead_letter(connection, message_id, becomes="discarded")
 
         return await self.writer.write(write)
 
@@ -1085,8 +1201,21 @@ class RuntimeStore:
 
     @staticmethod
     def _turn(connection: sa.Connection, turn_id: str) -> TurnRecord:
-        row = connection.execute(sa.select(turns).where(turns.c.id == turn_id)).mappings().one()
+        row = connection.execute(_s.TURN_BY_ID, {"b_turn_id": turn_id}).mappings().one()
         return turn_from_row(row)
+
+
+def _take_dead_letter(connection: sa.Connection, message_id: str, *, becomes: str) -> InboxItem:
+    """The dead message ``message_id``, now marked ``becomes`` (it leaves the dead-letter list).
+
+    Raises:
+        NotFoundError: no dead message has that id.
+    """
+    found = _items(connection, inbox.c.message_id == message_id, inbox.c.status == "dead")
+    if not found:
+        raise NotFoundError(f"no dead letter {message_id!r}; list them with `botfactory inbox dead-letters`")
+    connection.execute(sa.update(inbox).where(inbox.c.message_id == message_id).values(status=becomes))
+    return found[0]
 
 
 def _with_attempts(turn: TurnRecord, attempts: int) -> TurnRecord:
@@ -1094,8 +1223,13 @@ def _with_attempts(turn: TurnRecord, attempts: int) -> TurnRecord:
 
 
 def _turn_row(turn: TurnRecord) -> dict[str, Any]:
-    return dataclasses.asdict(turn)
+    # Shallow on purpose: dataclasses.asdict deep-copies every value, which costs more than the insert.
+    return {name: getattr(turn, name) for name in _TURN_FIELDS}
 
 
 def _step_row(step: StepRecord) -> dict[str, Any]:
-    return dataclasses.asdict(step)
+    return {name: getattr(step, name) for name in _STEP_FIELDS}
+
+
+_TURN_FIELDS: Final = tuple(field.name for field in dataclasses.fields(TurnRecord))
+_STEP_FIELDS: Final = tuple(field.name for field in dataclasses.fields(StepRecord))

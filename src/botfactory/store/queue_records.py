@@ -22,6 +22,7 @@ __all__ = [
     "Lease",
     "OutboxRecord",
     "QueueState",
+    "SessionSummary",
     "TurnOutcome",
     "UsageDelta",
 ]
@@ -221,3 +222,21 @@ class QueueState:
     leased: bool
     ready_at: float | None
     cancel: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionSummary:
+    """One line of a session listing.
+
+    Attributes:
+        state: ``running`` (a worker holds its turn), ``waiting`` (work queued or backing off) or ``idle``.
+    """
+
+    id: str
+    bot: str
+    user_id: str | None
+    state: str
+    pending: int
+    turn_id: str | None
+    created_at: float
+    updated_at: float

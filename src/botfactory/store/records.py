@@ -6,6 +6,7 @@ Times are UNIX epoch seconds (``float``), ids are strings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -24,6 +25,9 @@ __all__ = [
     "TurnStatus",
 ]
 
+RowLike = sa.RowMapping | Mapping[str, Any]
+"""A row by column name: SQLAlchemy's, or a plain dict from the fast SQLite path."""
+
 TurnStatus = Literal["running", "completed", "failed", "cancelled", "interrupted", "expired"]
 FinishedTurnStatus = Literal["completed", "failed", "cancelled", "interrupted", "expired"]
 StepKind = Literal["model", "tool"]
@@ -40,6 +44,8 @@ class SessionRecord:
     status: str
     created_at: float
     updated_at: float
+    last_seq: int = 0
+    """``seq`` of the session's latest message."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,19 +104,19 @@ class StepRecord:
     finished_at: float | None
 
 
-def session_from_row(row: sa.RowMapping) -> SessionRecord:
+def session_from_row(row: RowLike) -> SessionRecord:
     return SessionRecord(**{name: row[name] for name in _SESSION_FIELDS})
 
 
-def message_from_row(row: sa.RowMapping) -> MessageRecord:
+def message_from_row(row: RowLike) -> MessageRecord:
     return MessageRecord(**{name: row[name] for name in _MESSAGE_FIELDS})
 
 
-def turn_from_row(row: sa.RowMapping) -> TurnRecord:
+def turn_from_row(row: RowLike) -> TurnRecord:
     return TurnRecord(**{name: row[name] for name in _TURN_FIELDS})
 
 
-def step_from_row(row: sa.RowMapping) -> StepRecord:
+def step_from_row(row: RowLike) -> StepRecord:
     return StepRecord(**{name: row[name] for name in _STEP_FIELDS})
 
 

@@ -41,6 +41,7 @@ sessions = sa.Table(
     sa.Column("status", sa.String(32), nullable=False, server_default="active"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False, server_default="0", comment="seq of the latest message"),
 )
 
 messages = sa.Table(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,12 +37,16 @@ Operation = Callable[[sa.Connection], T]
 """A unit of work run inside the writer's transaction; returns the caller's result."""
 
 _MAX_BATCH: Final = 512
+_RACE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+_RACE_RETRIES: Final = 5
+_RACE_BACKOFF_S: Final = 0.002
 
 
 @dataclass(slots=True)
 class _Queued(Generic[T]):
     operation: Operation[T]
     future: asyncio.Future[T] | None
+    alone: bool = False
 
 
 @dataclass(slots=True)
@@ -72,9 +78,14 @@ class BatchWriter:
         """Transactions committed so far (for benchmarks and tests)."""
         self.on_commit: Callable[[], None] | None = None
         """Called on the event loop after every committed batch."""
+        self.before_commit: list[Callable[[sa.Connection], None]] = []
+        """Run on the writer thread at the end of every batch's transaction, inside it."""
 
-    async def write(self, operation: Operation[T]) -> T:
+    async def write(self, operation: Operation[T], *, alone: bool = False) -> T:
         """Run ``operation`` in the next batch and return its result once the batch has committed.
+
+        ``alone`` runs it in a transaction of its own: for operations that lock rows other processes lock too
+        (PostgreSQL), so a batch never holds many sessions' locks while waiting for another process.
 
         Raises:
             StoreError: the database failed (the operation's writes were rolled back).
@@ -83,7 +94,7 @@ class BatchWriter:
         if self._closing:
             raise StoreError("the store is shutting down; retry on another worker")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(operation, future))
+        self._queue.append(_Queued(operation, future, alone))
         self._wake.set()
         # The batch runs whether or not the caller still waits: a cancelled caller's write still lands.
         return await asyncio.shield(future)
@@ -121,12 +132,15 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
+            # Let the tasks that are ready run first: their writes join this batch instead of the next.
+            await asyncio.sleep(0)
             self._wake.clear()
             if not self._queue:
                 if self._closing:
                     return
                 continue
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+            size = 1 if self._queue[0].alone else _batch_size(self._queue)
+            batch, self._queue = self._queue[:size], self._queue[size:]
             if self._queue:
                 self._wake.set()
             operations = [queued.operation for queued in batch]
@@ -155,11 +169,25 @@ class BatchWriter:
     # The writer thread
 
     def _commit(self, operations: list[Operation[Any]]) -> list[_Outcome]:
-        try:
-            return [_Outcome(value=value) for value in self._transaction(operations)]
-        except BaseException as exc:
-            if len(operations) == 1:
-                return [_Outcome(error=_as_store_error(exc, self.engine.url))]
+        attempt = 0
+        while True:
+            try:
+                return [_Outcome(value=value) for value in self._transaction(operations)]
+            except BaseException as exc:
+                if _lost_a_race(exc) and attempt < _RACE_RETRIES:
+                    # PostgreSQL broke a deadlock with another process's transaction by rolling this one back:
+                    # nothing was written and the operations may simply run again.
+                    attempt += 1
+                    logger.info(
+                        "operations=<%d>, attempt=<%d> | deadlock with another process; retrying",
+                        len(operations),
+                        attempt,
+                    )
+                    time.sleep(random.uniform(0, _RACE_BACKOFF_S * 2**attempt))
+                    continue
+                if len(operations) == 1:
+                    return [_Outcome(error=_as_store_error(exc, self.engine.url))]
+                break
         # Isolate the operation that failed: each one alone, in its own transaction.
         logger.debug("operations=<%d> | batch failed; retrying each alone", len(operations))
         return [self._commit([operation])[0] for operation in operations]
@@ -168,11 +196,15 @@ class BatchWriter:
         connection = self._writer_connection()
         try:
             with connection.begin():
-                return [operation(connection) for operation in operations]
-        except sa.exc.DBAPIError:
-            # The connection may be broken (server restart); take a fresh one next time.
-            self._local.connection = None
-            connection.invalidate()
+                results = [operation(connection) for operation in operations]
+                for hook in self.before_commit:
+                    hook(connection)
+                return results
+        except sa.exc.DBAPIError as exc:
+            if not _lost_a_race(exc):
+                # The connection may be broken (server restart); take a fresh one next time.
+                self._local.connection = None
+                connection.invalidate()
             raise
 
     def _writer_connection(self) -> sa.Connection:
@@ -202,6 +234,16 @@ class BatchWriter:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+def _batch_size(queue: list[_Queued[Any]]) -> int:
+    """Operations from the head of the queue up to the first that must run alone (or the batch limit)."""
+    return next((i for i, queued in enumerate(queue[:_MAX_BATCH]) if queued.alone), min(len(queue), _MAX_BATCH))
+
+
+def _lost_a_race(exc: BaseException) -> bool:
+    """A deadlock or serialization failure: the database rolled this transaction back in favour of another."""
+    return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RACE_SQLSTATES
 
 
 def _as_store_error(exc: BaseException, url: sa.URL) -> BaseException:

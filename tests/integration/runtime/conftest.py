@@ -11,14 +11,19 @@ from harness import Harness, MakeRuntime, echo, echo_bot
 
 from botfactory.agents import Bot, BotRegistry, Engine
 from botfactory.config import Settings
-from botfactory.runtime import start_runtime
+from botfactory.inference import Inference, Model
+from botfactory.runtime import Deliverer, start_runtime
 from botfactory.store import Store
-from botfactory.testing import ScriptedModel, scripted_inference
+from botfactory.testing import ScriptedModel
 
 
 @pytest.fixture
 async def make_runtime(database_url: str) -> AsyncIterator[MakeRuntime]:
-    """Build a runtime: ``await make_runtime(bots=[...], script=[...], run_worker=True, **runtime_settings)``."""
+    """Build a runtime: ``await make_runtime(bots=[...], script=[...], run_worker=True, **runtime_settings)``.
+
+    Each call is one process's runtime (its own writer, signals, worker and change feed) on the same database, so
+    two calls make two "processes" that share the work; ``models`` may be any :class:`Model`.
+    """
     opened: list[Harness] = []
     stores: list[Store] = []
 
@@ -26,24 +31,26 @@ async def make_runtime(database_url: str) -> AsyncIterator[MakeRuntime]:
         *,
         bots: Sequence[Bot] | None = None,
         script: Sequence[Any] | None = None,
-        models: Mapping[str, ScriptedModel] | None = None,
+        models: Mapping[str, Model] | None = None,
         run_worker: bool = True,
         settings: Mapping[str, Any] | None = None,
+        deliverers: Mapping[str, Deliverer] | None = None,
         **runtime: Any,
     ) -> Harness:
         store = await Store.open(database_url)
         stores.append(store)
-        runtime_settings = {"heartbeat_s": 0.2, "backoff_base_s": 0.05, "backoff_max_s": 0.2, **runtime}
+        runtime_settings = {"heartbeat_s": 0.2, "poll_s": 0.1, "backoff_base_s": 0.05, "backoff_max_s": 0.2, **runtime}
         resolved = Settings.load(database_url=database_url, runtime=runtime_settings, **(settings or {}))
-        chosen = dict(models or {"small": ScriptedModel(script or [echo], cycle=True)})
+        chosen: dict[str, Model] = dict(models or {"small": ScriptedModel(script or [echo], cycle=True)})
         registry = BotRegistry(bots or [echo_bot()])
         stack = await start_runtime(
             resolved,
             store=store,
-            engine=Engine(scripted_inference(chosen)),
+            engine=Engine(Inference(chosen)),
             bots=registry,
             run_worker=run_worker,
             listen=True,
+            deliverers=deliverers,
         )
         harness = Harness(url=database_url, store=store, stack=stack, models=chosen)
         opened.append(harness)

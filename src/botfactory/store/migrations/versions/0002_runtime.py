@@ -1,6 +1,7 @@
 """The durable runtime: inbox, session queue with leases, outbox, turn events, kill switches, usage counters.
 
-Also adds ``attempts`` and ``cost`` to ``turns``.
+Also adds ``attempts`` and ``cost`` to ``turns``, and ``last_seq`` to ``sessions`` (the next message's ``seq`` is
+taken by incrementing it, one statement that also locks the session row).
 
 Revision ID: 0002
 Revises: 0001
@@ -22,6 +23,13 @@ depends_on: str | None = None
 
 def upgrade() -> None:
     # ADD COLUMN with a constant default needs no table rebuild on SQLite.
+    op.add_column(
+        "sessions",
+        sa.Column("last_seq", sa.Integer, nullable=False, server_default="0", comment="seq of the latest message"),
+    )
+    op.execute(
+        "UPDATE sessions SET last_seq = (SELECT coalesce(max(seq), 0) FROM messages WHERE messages.session_id = sessions.id)"
+    )
     op.add_column(
         "turns",
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0", comment="claims of this turn so far"),
@@ -141,3 +149,5 @@ def downgrade() -> None:
     with op.batch_alter_table("turns") as batch:
         batch.drop_column("cost")
         batch.drop_column("attempts")
+    with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("last_seq")
