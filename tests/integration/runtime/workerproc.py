@@ -147,6 +147,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if _STOP_REQUESTED:  # a signal arrived while starting: stop as soon as started
+        stop.set()
     if args.ready_file is not None:
         args.ready_file.touch()
     watch = loop.create_task(_orphaned(parent))
@@ -160,8 +162,15 @@ async def serve(args: argparse.Namespace) -> None:
         await client.aclose()
 
 
+_STOP_REQUESTED: list[int] = []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    # Until the event loop takes over the signals, remember a SIGTERM/SIGINT instead of dying of it: a worker
+    # told to stop while it starts must still stop gracefully.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, frame: _STOP_REQUESTED.append(number))
     args = _parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.WARNING, format=f"%(asctime)s pid={os.getpid()} %(levelname)s %(name)s: %(message)s"
