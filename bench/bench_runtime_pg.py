@@ -2,7 +2,8 @@
 
 Each run: a fresh database, messages queued beforehand, N worker processes (``bench/runtime_worker.py``)
 connected and then released together; the figure is complete turns per second until every reply is in the
-outbox. The baseline, in the same run, is one worker process.
+outbox. The baseline, in the same run, is one worker process. Then the latency from enqueue (in this process)
+to turn start in an idle worker process, woken by ``NOTIFY``, p50 and p99 from the stored timestamps.
 
     python bench/bench_runtime_pg.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--messages 3000]
 """
@@ -95,9 +96,63 @@ def run_workers(url: str, workers: int, messages: int, concurrency: int) -> floa
         engine.dispose()
 
 
+async def enqueue_spaced(url: str, samples: int) -> None:
+    from botfactory.agents import Engine
+    from botfactory.testing import scripted_inference
+
+    store = await Store.open(url)
+    stack = await start_runtime(
+        Settings.load(database_url=url),
+        store=store,
+        engine=Engine(scripted_inference({})),
+        bots=bench_bot(),
+        run_worker=False,
+        listen=False,
+    )
+    for i in range(samples):
+        await stack.runtime.enqueue("bench", session_id=f"lat{i}", text="ping")
+        await asyncio.sleep(0.02)  # the worker is idle again before the next one
+    await stack.aclose(grace_s=0)
+    await store.close()
+
+
+def start_latency(url: str, samples: int) -> tuple[float, float]:
+    """p50 and p99 (ms) from enqueue to turn start, one idle worker in another process."""
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "--db", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    engine = create_sync_engine(url)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        time.sleep(1.0)
+        asyncio.run(enqueue_spaced(url, samples))
+        while answered(engine) < samples:
+            time.sleep(0.05)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT t.started_at - i.enqueued_at FROM turns t JOIN inbox i ON i.turn_id = t.id")
+            ).all()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        engine.dispose()
+    delays = sorted(row[0] * 1000 for row in rows)
+    return delays[len(delays) // 2], delays[int(len(delays) * 0.99) - 1]
+
+
 def main(admin_url: str, messages: int, sessions: int, concurrency: int) -> None:
     results: dict[int, float] = {}
     admin = psycopg.connect(admin_url, autocommit=True)
+    name = f"botfactory_bench_{secrets.token_hex(4)}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        p50, p99 = start_latency(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False), 200)
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     for workers in (1, 2, 4):
         name = f"botfactory_bench_{secrets.token_hex(4)}"
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -112,6 +167,7 @@ def main(admin_url: str, messages: int, sessions: int, concurrency: int) -> None
     for workers, rate in results.items():
         print(f"{workers:<18} {rate:>9.0f} {rate / results[1]:>8.2f}")
     print(f"CPU cores on this machine: {os.cpu_count()} (PostgreSQL itself shares them)")
+    print(f"enqueue -> turn start, idle worker in another process (NOTIFY): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
 if __name__ == "__main__":
