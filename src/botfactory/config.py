@@ -191,6 +191,17 @@ class Settings(BaseSettings):
     github_org: str = "example-org"
     github_token: SecretStr | None = None
 
+    slack_signing_secret: SecretStr | None = None
+    """The Slack app's signing secret; with ``slack_bot_token`` it turns on ``POST /slack/events``."""
+    slack_bot_token: SecretStr | None = None
+    """The Slack app's bot token (``xoxb-``), used only to post replies."""
+    slack_bot: str = "support"
+    """The bot that answers Slack messages."""
+    slack_channels: list[str] = Field(default_factory=list)
+    """Slack channel ids the bot answers in; empty: every channel it is a member of."""
+    slack_api_url: str = "https://slack.com/api/"
+    """Slack Web API root; point it at a stand-in for demos and tests."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botfactory.channels import http_routes
+from botfactory.channels import http_routes, slack_routes
 from botfactory.errors import BotfactoryError
 from botfactory.server.platform import Platform
 
@@ -43,7 +43,11 @@ def create_app(platform: Platform) -> Starlette:
         )
 
     return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *http_routes(platform.runtime)],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            *http_routes(platform.runtime),
+            *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
+        ],
         exception_handlers={
             BotfactoryError: on_botfactory_error,
             HTTPException: on_http_error,

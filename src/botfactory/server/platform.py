@@ -16,7 +16,9 @@ from pydantic import SecretStr
 
 from botfactory.agents import BotContext, BotRegistry, Engine, load_bots_dir
 from botfactory.bots import SUPPORT_DOCS_DIR, reference_bots
+from botfactory.channels import SLACK_CHANNEL, SlackApp, SlackDeliverer
 from botfactory.config import Settings
+from botfactory.errors import ConfigError
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
 from botfactory.runtime import Runtime, RuntimeStack, Worker, start_runtime
@@ -47,6 +49,7 @@ class Platform:
     engine: Engine
     runtime_stack: RuntimeStack
     github_demo: GitHubStandIn | None = None
+    slack: SlackApp | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -109,6 +112,7 @@ class Platform:
                 for bot in load_bots_dir(settings.bots_dir, context):
                     bots.add(bot)
             engine = Engine(inference)
+            slack = slack_app(settings)
             runtime_stack = await start_runtime(
                 settings,
                 store=store,
@@ -117,6 +121,7 @@ class Platform:
                 run_worker=role != "serve" and start_models,
                 listen=role != "all",
                 concurrency=concurrency,
+                deliverers={SLACK_CHANNEL: SlackDeliverer(slack)} if slack is not None else None,
             )
             stack.push_async_callback(runtime_stack.aclose)
         except BaseException:
@@ -130,6 +135,7 @@ class Platform:
             bots=bots,
             engine=engine,
             runtime_stack=runtime_stack,
+            slack=slack,
             github_demo=github_demo,
             _stack=stack,
         )
@@ -137,6 +143,27 @@ class Platform:
     async def aclose(self) -> None:
         """Stop the models and close the store."""
         await self._stack.aclose()
+
+
+def slack_app(settings: Settings) -> SlackApp | None:
+    """The Slack app the settings describe, or ``None`` when Slack is not configured.
+
+    Raises:
+        ConfigError: only one of the signing secret and the bot token is set.
+    """
+    secret, token = settings.slack_signing_secret, settings.slack_bot_token
+    if secret is None and token is None:
+        return None
+    if secret is None or token is None:
+        missing = "BOTFACTORY_SLACK_SIGNING_SECRET" if secret is None else "BOTFACTORY_SLACK_BOT_TOKEN"
+        raise ConfigError(f"Slack needs both its signing secret and its bot token: set {missing} too")
+    return SlackApp(
+        signing_secret=secret.get_secret_value(),
+        bot_token=token.get_secret_value(),
+        bot=settings.slack_bot,
+        channels=frozenset(settings.slack_channels),
+        api_url=settings.slack_api_url,
+    )
 
 
 async def open_knowledge(

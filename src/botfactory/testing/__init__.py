@@ -9,17 +9,22 @@ from collections.abc import Mapping
 
 from botfactory.inference import Inference, ScriptedModel, ScriptItem, call, final, raw
 from botfactory.testing.github import GitHubStandIn, SeatCall, run_standin_server
+from botfactory.testing.slack import SlackPost, SlackStandIn, message_event, signed_event
 
 __all__ = [
     "GitHubStandIn",
     "ScriptItem",
     "ScriptedModel",
     "SeatCall",
+    "SlackPost",
+    "SlackStandIn",
     "call",
     "final",
+    "message_event",
     "raw",
     "run_standin_server",
     "scripted_inference",
+    "signed_event",
 ]
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -246,10 +246,12 @@ def _error(status: int, message: str, documentation_url: str) -> JSONResponse:
     return JSONResponse({"message": message, "documentation_url": documentation_url}, status_code=status)
 
 
+class _Served(Protocol):
+    app: Any
+
+
 @contextlib.contextmanager
-def run_standin_server(
-    standin: GitHubStandIn, *, host: str = "127.0.0.1", startup_timeout_s: float = 10.0
-) -> Iterator[str]:
+def run_standin_server(standin: _Served, *, host: str = "127.0.0.1", startup_timeout_s: float = 10.0) -> Iterator[str]:
     """Serve a stand-in on a real uvicorn server on a free local port, in a background thread.
 
     Example:
@@ -257,7 +259,7 @@ def run_standin_server(
         ...     client = GitHubCopilotClient(base_url, "example-org", "demo-token")
 
     Args:
-        standin: The stand-in to serve.
+        standin: The stand-in to serve (anything with an ASGI ``app``: GitHub, Slack).
         host: Interface to bind; keep the default outside of deliberate demos.
         startup_timeout_s: How long to wait for the server to accept connections.
 

@@ -1,0 +1,177 @@
+"""The Slack channel end to end: signed events in through the app, replies out to a Slack stand-in's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from botfactory.config import Settings
+from botfactory.inference import ModelRequest
+from botfactory.memory import OnnxMiniLMEmbedder
+from botfactory.server import Platform, create_app
+from botfactory.testing import (
+    ScriptedModel,
+    SlackStandIn,
+    message_event,
+    run_standin_server,
+    scripted_inference,
+    signed_event,
+)
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test"
+ECHO_BOT = """
+from botfactory.agents import Agent, Bot
+
+bot = Bot(name="echo", agent=Agent(name="echo", instructions="Repeat the user.", model="small"))
+"""
+
+
+def echo(request: ModelRequest) -> str:
+    last = next(m for m in reversed(request.messages) if m.role == "user")
+    return f"echo: {last.content}"
+
+
+@dataclass
+class SlackRig:
+    platform: Platform
+    client: httpx.AsyncClient
+    slack: SlackStandIn
+
+    async def send(self, payload: dict[str, object], *, secret: str = SECRET, **options: int) -> httpx.Response:
+        body, headers = signed_event(payload, secret, **options)
+        return await self.client.post("/slack/events", content=body, headers=headers)
+
+    async def wait_posts(self, count: int, *, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while len(self.slack.posts) < count:
+            assert time.monotonic() < deadline, f"{len(self.slack.posts)} posts, expected {count}"
+            await asyncio.sleep(0.02)
+
+    async def sessions(self) -> list[str]:
+        return [s.id for s in await self.platform.store.list_sessions()]
+
+
+@pytest.fixture
+def slack() -> Iterator[tuple[SlackStandIn, str]]:
+    standin = SlackStandIn(token=TOKEN)
+    with run_standin_server(standin) as url:
+        yield standin, url
+
+
+@pytest.fixture
+async def rig(
+    tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
+) -> AsyncIterator[SlackRig]:
+    import shutil
+
+    standin, url = slack
+    shutil.copy(seeded_database, tmp_path / "botfactory.db")
+    bots = tmp_path / "bots"
+    bots.mkdir()
+    (bots / "echo.py").write_text(ECHO_BOT)
+    settings = Settings.load(
+        home=tmp_path,
+        bots_dir=bots,
+        slack_signing_secret=SecretStr(SECRET),
+        slack_bot_token=SecretStr(TOKEN),
+        slack_bot="echo",
+        slack_channels=["C1", "C2"],
+        slack_api_url=f"{url}/api/",
+    )
+    inference = scripted_inference({"small": ScriptedModel([echo], cycle=True), "large": ScriptedModel([])})
+    platform = await Platform.start(settings, inference=inference, embedder=embedder)
+    transport = httpx.ASGITransport(app=create_app(platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://botfactory") as client:
+        try:
+            yield SlackRig(platform=platform, client=client, slack=standin)
+        finally:
+            await platform.aclose()
+
+
+async def test_url_verification_is_answered_with_the_challenge(rig: SlackRig) -> None:
+    response = await rig.send(
+        {"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    )
+    assert response.status_code == 200
+    assert response.text == "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+
+
+async def test_a_message_is_answered_once_in_its_thread_whatever_slack_sends(rig: SlackRig) -> None:
+    ts = "1700000001.000200"
+    mention = message_event("<@UBOT> hello", ts=ts, event_id="Ev1", kind="app_mention")
+    message = message_event("<@UBOT> hello", ts=ts, event_id="Ev2")
+    for payload, retry in ((mention, None), (message, None), (mention, 1), (mention, 2), (message, 1)):
+        options = {"retry_num": retry} if retry is not None else {}
+        response = await rig.send(payload, **options)
+        assert response.status_code == 200
+    await rig.wait_posts(1)
+    await asyncio.sleep(0.3)  # room for a duplicate to show up
+    assert [(p.channel, p.thread_ts, p.text) for p in rig.slack.posts] == [("C1", ts, "echo: <@UBOT> hello")]
+    assert await rig.sessions() == [f"T1:C1:{ts}"]
+    view = await rig.platform.runtime.session(f"T1:C1:{ts}")
+    assert [m.role for m in view.messages] == ["user", "assistant"]
+    assert [r.status for r in view.outbox] == ["delivered"]
+
+
+async def test_a_reply_in_a_thread_continues_that_threads_session(rig: SlackRig) -> None:
+    root = "1700000002.000100"
+    await rig.send(message_event("first", ts=root, event_id="Ev10"))
+    await rig.wait_posts(1)
+    await rig.send(message_event("second", ts="1700000003.000100", thread_ts=root, event_id="Ev11"))
+    await rig.wait_posts(2)
+    assert [(p.thread_ts, p.text) for p in rig.slack.posts] == [(root, "echo: first"), (root, "echo: second")]
+    assert await rig.sessions() == [f"T1:C1:{root}"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"subtype": "message_changed"},
+        {"subtype": "message_deleted"},
+        {"subtype": "bot_message", "bot_id": "B2"},
+        {"bot_id": "B1"},  # our own reply, echoed back by Slack
+        {"channel": "C9"},  # a channel the bot is not configured for
+    ],
+    ids=["edit", "deletion", "other bot", "own message", "other channel"],
+)
+async def test_messages_that_are_not_a_human_asking_make_no_turn(rig: SlackRig, extra: dict[str, str]) -> None:
+    payload = message_event("hello", ts="1700000004.000100")
+    payload["event"] = {**payload["event"], **extra}  # type: ignore[dict-item]
+    response = await rig.send(payload)
+    assert response.status_code == 200
+    await asyncio.sleep(0.2)
+    assert await rig.sessions() == []
+    assert rig.slack.posts == []
+
+
+@pytest.mark.parametrize("problem", ["wrong secret", "stale", "unsigned"])
+async def test_an_unverified_request_is_refused_with_401_and_writes_nothing(rig: SlackRig, problem: str) -> None:
+    payload = message_event("hello")
+    if problem == "unsigned":
+        response = await rig.client.post("/slack/events", json=payload)
+    elif problem == "stale":
+        response = await rig.send(payload, timestamp=int(time.time()) - 600)
+    else:
+        response = await rig.send(payload, secret="not-the-secret")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_signature"
+    assert await rig.sessions() == []
+
+
+async def test_a_rate_limited_reply_is_posted_once_after_retry_after(rig: SlackRig) -> None:
+    rig.slack.rate_limit, rig.slack.retry_after_s = 1, 1
+    started = time.monotonic()
+    await rig.send(message_event("hello", ts="1700000005.000100"))
+    await rig.wait_posts(1, within=15)
+    assert rig.slack.limited == 1
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+    await asyncio.sleep(0.3)
+    assert len(rig.slack.posts) == 1
