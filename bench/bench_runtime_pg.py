@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from botfactory.agents import Engine
 from botfactory.config import Settings
-from botfactory.runtime import start_runtime
+from botfactory.runtime import Runtime, start_runtime
 from botfactory.store import Store, create_sync_engine
+from botfactory.testing import scripted_inference
 
 sys.path.insert(0, str(Path(__file__).parent))
 from runtime_worker import bench_bot
@@ -33,10 +37,9 @@ from runtime_worker import bench_bot
 WORKER = Path(__file__).with_name("runtime_worker.py")
 
 
-async def enqueue(url: str, messages: int, sessions: int) -> None:
-    from botfactory.agents import Engine
-    from botfactory.testing import scripted_inference
-
+@contextlib.asynccontextmanager
+async def enqueuer(url: str) -> AsyncIterator[Runtime]:
+    """A runtime that only takes messages (no worker), as ``botfactory serve`` would."""
     store = await Store.open(url)
     stack = await start_runtime(
         Settings.load(database_url=url),
@@ -46,16 +49,23 @@ async def enqueue(url: str, messages: int, sessions: int) -> None:
         run_worker=False,
         listen=False,
     )
-    batch = 500
-    for start in range(0, messages, batch):
-        await asyncio.gather(
-            *(
-                stack.runtime.enqueue("bench", session_id=f"s{i % sessions}", text=f"message {i}")
-                for i in range(start, min(start + batch, messages))
+    try:
+        yield stack.runtime
+    finally:
+        await stack.aclose(grace_s=0)
+        await store.close()
+
+
+async def enqueue(url: str, messages: int, sessions: int) -> None:
+    async with enqueuer(url) as runtime:
+        batch = 500
+        for start in range(0, messages, batch):
+            await asyncio.gather(
+                *(
+                    runtime.enqueue("bench", session_id=f"s{i % sessions}", text=f"message {i}")
+                    for i in range(start, min(start + batch, messages))
+                )
             )
-        )
-    await stack.aclose(grace_s=0)
-    await store.close()
 
 
 def answered(engine: sa.Engine) -> int:
@@ -97,23 +107,10 @@ def run_workers(url: str, workers: int, messages: int, concurrency: int) -> floa
 
 
 async def enqueue_spaced(url: str, samples: int) -> None:
-    from botfactory.agents import Engine
-    from botfactory.testing import scripted_inference
-
-    store = await Store.open(url)
-    stack = await start_runtime(
-        Settings.load(database_url=url),
-        store=store,
-        engine=Engine(scripted_inference({})),
-        bots=bench_bot(),
-        run_worker=False,
-        listen=False,
-    )
-    for i in range(samples):
-        await stack.runtime.enqueue("bench", session_id=f"lat{i}", text="ping")
-        await asyncio.sleep(0.02)  # the worker is idle again before the next one
-    await stack.aclose(grace_s=0)
-    await store.close()
+    async with enqueuer(url) as runtime:
+        for i in range(samples):
+            await runtime.enqueue("bench", session_id=f"lat{i}", text="ping")
+            await asyncio.sleep(0.02)  # the worker is idle again before the next one
 
 
 def start_latency(url: str, samples: int) -> tuple[float, float]:

@@ -34,6 +34,7 @@ from botfactory.store import (
     SessionSummary,
     Store,
     TurnRecord,
+    session_state,
 )
 
 __all__ = ["EventCallback", "InvokeResult", "Runtime", "SessionView"]
@@ -118,11 +119,9 @@ class SessionView:
 
 
 def _state(queue: QueueState | None) -> str:
-    if queue is None or (queue.turn_id is None and queue.pending == 0):
+    if queue is None:
         return "idle"
-    if queue.turn_id is not None and queue.leased:
-        return "running"
-    return "waiting"
+    return session_state(turn_id=queue.turn_id, pending=queue.pending, leased=queue.leased)
 
 
 class Runtime:

@@ -34,6 +34,7 @@ from botfactory.store.queue_records import (
     SessionSummary,
     TurnOutcome,
     UsageDelta,
+    session_state,
 )
 from botfactory.store.records import (
     FinishedTurnStatus,
@@ -92,5 +93,6 @@ __all__ = [
     "current_revision",
     "head_revision",
     "normalize_url",
+    "session_state",
     "upgrade",
 ]

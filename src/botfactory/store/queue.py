@@ -51,6 +51,7 @@ from botfactory.store.queue_records import (
     SessionSummary,
     TurnOutcome,
     UsageDelta,
+    session_state,
 )
 from botfactory.store.records import (
     MessageRecord,
@@ -840,7 +841,7 @@ class RuntimeStore:
         cancelled = self._cancel_pending(connection, session_id, now) if kind == "cancel" else 0
         pending = max(int(row["pending"]) - cancelled, 0)
         turn_id: str | None = row["turn_id"]
-        held = turn_id is not None and row["lease_token"] is not None and (row["ready_at"] or 0) > now
+        held = turn_id is not None and _leased(row["lease_token"], row["ready_at"], now)
         values: dict[str, Any] = {"pending": pending, "updated_at": now}
         if held:
             values["cancel"] = kind
@@ -984,7 +985,7 @@ class RuntimeStore:
             row = connection.execute(sa.select(session_queue).where(session_queue.c.session_id == session_id)).first()
             if row is None:
                 return None
-            leased = row.lease_token is not None and (row.ready_at or 0) > self._clock()
+            leased = _leased(row.lease_token, row.ready_at, self._clock())
             return QueueState(
                 pending=row.pending, turn_id=row.turn_id, leased=leased, ready_at=row.ready_at, cancel=row.cancel
             )
@@ -1024,13 +1025,8 @@ class RuntimeStore:
             found = []
             for row in connection.execute(query).mappings():
                 pending = int(row["pending"] or 0)
-                leased = row["lease_token"] is not None and (row["ready_at"] or 0) > now
-                if row["turn_id"] is not None and leased:
-                    state = "running"
-                elif row["turn_id"] is not None or pending > 0:
-                    state = "waiting"
-                else:
-                    state = "idle"
+                leased = _leased(row["lease_token"], row["ready_at"], now)
+                state = session_state(turn_id=row["turn_id"], pending=pending, leased=leased)
                 found.append(
                     SessionSummary(
                         id=row["id"],
@@ -1203,6 +1199,11 @@ class RuntimeStore:
     def _turn(connection: sa.Connection, turn_id: str) -> TurnRecord:
         row = connection.execute(_s.TURN_BY_ID, {"b_turn_id": turn_id}).mappings().one()
         return turn_from_row(row)
+
+
+def _leased(token: str | None, ready_at: float | None, now: float) -> bool:
+    """Whether a worker holds the session now: it has a claim whose lease (``ready_at``) has not run out."""
+    return token is not None and (ready_at or 0) > now
 
 
 def _take_dead_letter(connection: sa.Connection, message_id: str, *, becomes: str) -> InboxItem:

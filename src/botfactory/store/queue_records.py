@@ -25,6 +25,7 @@ __all__ = [
     "SessionSummary",
     "TurnOutcome",
     "UsageDelta",
+    "session_state",
 ]
 
 API_CHANNEL = "api"
@@ -240,3 +241,12 @@ class SessionSummary:
     turn_id: str | None
     created_at: float
     updated_at: float
+
+
+def session_state(*, turn_id: str | None, pending: int, leased: bool) -> str:
+    """``running`` (a worker holds its turn), ``waiting`` (work queued or backing off) or ``idle``."""
+    if turn_id is not None and leased:
+        return "running"
+    if turn_id is not None or pending > 0:
+        return "waiting"
+    return "idle"

@@ -6,21 +6,26 @@ The checks read the tables directly, so they judge what every process wrote, whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
 import sqlalchemy as sa
+from workerproc import settings_for, worker_bots
 
+from botfactory.agents import Engine
+from botfactory.runtime import RuntimeStack, start_runtime
 from botfactory.store import Store
 from botfactory.store.schema import inbox, messages, outbox, steps, turns
+from botfactory.testing import scripted_inference
 
 WORKERPROC: Final = Path(__file__).with_name("workerproc.py")
 _MAX_PROBLEMS: Final = 25
@@ -45,6 +50,23 @@ class WorkerProcess:
     def ready(self) -> bool:
         """Started and claiming work."""
         return self.popen.poll() is None and self.ready_file.exists()
+
+
+@contextlib.asynccontextmanager
+async def enqueuing_runtime(store: Store, url: str) -> AsyncIterator[RuntimeStack]:
+    """The test process's runtime: it enqueues and reads; the worker processes run the turns."""
+    stack = await start_runtime(
+        settings_for(url),
+        store=store,
+        engine=Engine(scripted_inference({})),
+        bots=worker_bots(),
+        run_worker=False,
+        listen=True,
+    )
+    try:
+        yield stack
+    finally:
+        await stack.aclose(grace_s=0)
 
 
 @dataclass(kw_only=True)

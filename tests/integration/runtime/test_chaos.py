@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest_mp import Tables, WorkerPool, answered_once_in_order, deadlocks, inbox_counts
-from workerproc import GITHUB_ORG, GITHUB_TOKEN, SEAT_TOOL, login_of, settings_for, worker_bots
+from conftest_mp import Tables, WorkerPool, answered_once_in_order, deadlocks, enqueuing_runtime, inbox_counts
+from workerproc import GITHUB_ORG, GITHUB_TOKEN, SEAT_TOOL, login_of
 
-from botfactory.agents import Engine
-from botfactory.runtime import start_runtime
 from botfactory.store import Store
-from botfactory.testing import GitHubStandIn, run_standin_server, scripted_inference
+from botfactory.testing import GitHubStandIn, run_standin_server
 
 pytestmark = pytest.mark.chaos
 
@@ -100,15 +98,7 @@ async def test_sigkilled_workers_lose_no_message_and_repeat_no_reply_or_side_eff
     with run_standin_server(standin) as github_url:
         async with await Store.open(database_url) as store:
             deadlocks_before = await deadlocks(store)
-            stack = await start_runtime(
-                settings_for(database_url),
-                store=store,
-                engine=Engine(scripted_inference({})),
-                bots=worker_bots(),
-                run_worker=False,
-                listen=True,
-            )
-            try:
+            async with enqueuing_runtime(store, database_url) as stack:
                 args = [*WORKER_ARGS, "--github", github_url]
                 with WorkerPool(url=database_url, directory=tmp_path / "workers", args=args) as pool:
                     for _ in range(WORKERS):
@@ -134,8 +124,6 @@ async def test_sigkilled_workers_lose_no_message_and_repeat_no_reply_or_side_eff
                     exits = await pool.stop()
                     errors = pool.errors()
                 tables = await stack.queue.writer.read(lambda connection: Tables.read(connection, sessions))
-            finally:
-                await stack.aclose(grace_s=0)
             deadlocks_after = await deadlocks(store)
     elapsed = time.monotonic() - started
     resumed = sum(1 for turn in tables.turns if turn["attempts"] > 1)

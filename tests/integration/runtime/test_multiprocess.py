@@ -7,13 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_mp import Tables, WorkerPool, answered_once_in_order, deadlocks, rounds
-from workerproc import settings_for, worker_bots
+from conftest_mp import Tables, WorkerPool, answered_once_in_order, deadlocks, enqueuing_runtime, rounds
 
-from botfactory.agents import Engine
-from botfactory.runtime import start_runtime
 from botfactory.store import Store
-from botfactory.testing import scripted_inference
 
 WORKERS = 4
 SESSIONS = 50
@@ -28,15 +24,7 @@ async def test_four_worker_processes_answer_every_message_once_in_arrival_order(
     sent: dict[str, list[str]] = {session_id: [] for session_id in sessions}
     async with await Store.open(database_url) as store:
         deadlocks_before = await deadlocks(store)
-        stack = await start_runtime(
-            settings_for(database_url),
-            store=store,
-            engine=Engine(scripted_inference({})),
-            bots=worker_bots(),
-            run_worker=False,
-            listen=True,
-        )
-        try:
+        async with enqueuing_runtime(store, database_url) as stack:
             with WorkerPool(
                 url=database_url, directory=tmp_path / "workers", args=["--concurrency", "8", "--lease-s", "5"]
             ) as pool:
@@ -56,8 +44,6 @@ async def test_four_worker_processes_answer_every_message_once_in_arrival_order(
                 exits = await pool.stop()
                 errors = pool.errors()
             tables = await stack.queue.writer.read(lambda connection: Tables.read(connection, sessions))
-        finally:
-            await stack.aclose(grace_s=0)
         deadlocks_after = await deadlocks(store)
     print(f"{SESSIONS * MESSAGES} messages answered by {WORKERS} worker processes in {elapsed:.1f} s")
     assert counts == {"done": SESSIONS * MESSAGES}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
+from serving import serving
 
 from botfactory.cli.chat import chat_remote, server_is_up
 from botfactory.server import Platform, create_app
@@ -146,21 +145,13 @@ async def test_real_server_on_loopback_serves_health_invoke_and_chat(
 ) -> None:
     scripted["large"].script = ["pong", call("github")]
     scripted["small"].script = [call("assign_copilot_seats", usernames=["octocat"]), "octocat has a seat now."]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as http:
+    async with serving(platform) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, trust_env=False) as http:
             health = await http.get("/healthz")
             assert health.json() == {"status": "ok", "bots": ["support"]}
             reply = await http.post("/v1/bots/support/invoke", json={"session_id": "r", "text": "ping"})
             assert reply.json()["reply"] == "pong"
         # `botfactory chat` against the running server: streamed progress lines, then the reply
-        base_url = f"http://127.0.0.1:{port}"
         assert await asyncio.to_thread(server_is_up, base_url)
         await asyncio.to_thread(chat_remote, base_url, "support", "cli-1", ["give octocat copilot"])
         out = capsys.readouterr().out
@@ -169,6 +160,3 @@ async def test_real_server_on_loopback_serves_health_invoke_and_chat(
         assert "< octocat has a seat now." in out
         assert platform.github_demo is not None
         assert [c.usernames for c in platform.github_demo.calls] == [("octocat",)]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=10)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from serving import serving
 
 from botfactory.agents import Agent, Bot
 from botfactory.channels import http as http_channel
@@ -334,23 +332,6 @@ async def test_bad_event_stream_parameters_are_400(
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
     await idle(client, "s-q")
-
-
-@contextlib.asynccontextmanager
-async def serving(platform: Platform) -> AsyncIterator[str]:
-    """Serve the platform on a free loopback port; yields the base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def read_until(lines: AsyncIterator[str], stop: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
