@@ -122,7 +122,12 @@ class WorkerPool:
         self.kills += 1
 
     async def stop(self, *, within: float = 30.0) -> dict[int, int | None]:
-        """SIGTERM every live worker and wait for them; returns each one's exit status by number."""
+        """SIGTERM every live worker once it is up, and wait for them; returns each one's exit status by number.
+
+        A replacement still importing botfactory has no signal handler yet and would die of the signal: that
+        says nothing about graceful shutdown (it holds no lease), so it is given the time to start first.
+        """
+        await self.wait_ready()
         alive = self.alive
         for worker in alive:
             worker.popen.send_signal(signal.SIGTERM)
