@@ -5,7 +5,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 EXTRAS ?= local,postgres,slack
 PYTEST_ARGS ?=
 
-.PHONY: up install install-dev models test test-fast test-chaos lint typecheck bench clean
+.PHONY: up install install-dev models test test-fast test-chaos lint typecheck openapi bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: install-dev
 
 typecheck: install-dev
 	$(VENV)/bin/mypy
+
+# The committed OpenAPI document (a contract test compares it with the served one).
+openapi: install-dev
+	$(VENV)/bin/botfactory openapi > docs/openapi.json
 
 bench: install-dev
 	$(PY) bench/bench_engine.py

@@ -23,6 +23,7 @@ __all__ = [
     "ModelPrice",
     "RuntimeSettings",
     "Settings",
+    "SlackAppConfig",
     "default_home",
     "find_config_file",
 ]
@@ -125,6 +126,31 @@ class RuntimeSettings(BaseModel):
     """How long the synchronous invoke endpoint waits for the reply."""
 
 
+DEFAULT_SLACK_THINKING: str = ":hourglass_flowing_sand: thinking…"
+
+
+class SlackAppConfig(BaseModel):
+    """One Slack app (``[slack_apps.<name>]`` in botfactory.toml): its secrets, its bot and where it answers.
+
+    A request is routed to the app whose ``api_app_id`` it names, else to the app whose signing secret verifies it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    signing_secret: SecretStr
+    bot_token: SecretStr
+    bot: str = "support"
+    channels: list[str] = Field(default_factory=list)
+    """Slack channel ids the bot answers in; empty: every channel it is a member of."""
+    api_url: str = "https://slack.com/api/"
+    api_app_id: str | None = None
+    """The app's id (``A0...``); requests naming it go to this app without trying other secrets."""
+    team_id: str | None = None
+    """Only requests from this workspace are taken."""
+    thinking_text: str | None = DEFAULT_SLACK_THINKING
+    """Posted in the thread when a turn starts and replaced by the reply; ``None`` or empty turns it off."""
+
+
 def _default_models() -> dict[str, ModelConfig]:
     return {
         "large": ModelConfig(provider="local", model="qwen2.5-coder-1.5b-instruct-q4_k_m"),
@@ -168,6 +194,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; default ``sqlite:///$BOTFACTORY_HOME/botfactory.db``."""
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    auth_cache_s: float = Field(default=10.0, ge=0, le=300)
+    """How long a server process trusts an API key it has checked; a revoked key stops working within this."""
 
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     local_model_port_base: int = Field(default=8091, ge=1024, le=65000)
@@ -201,6 +229,15 @@ class Settings(BaseSettings):
     """Slack channel ids the bot answers in; empty: every channel it is a member of."""
     slack_api_url: str = "https://slack.com/api/"
     """Slack Web API root; point it at a stand-in for demos and tests."""
+    slack_thinking_text: str | None = DEFAULT_SLACK_THINKING
+    """The single app's "thinking…" placeholder, replaced in place by the reply; empty turns it off."""
+    slack_apps: dict[str, SlackAppConfig] = Field(default_factory=dict)
+    """More Slack apps, by name; the flat ``slack_*`` settings are the app named ``default``."""
+
+    agentcore_bot: str = "support"
+    """The bot that answers AgentCore-contract calls (``POST /invocations``) without a ``...-Custom-Bot`` header."""
+    agentcore_port: int | None = Field(default=None, ge=1, le=65535)
+    """Also serve only ``/invocations`` and ``/ping`` on this port (same host), as an AgentCore runtime does."""
 
     @classmethod
     def settings_customise_sources(

@@ -8,14 +8,21 @@ secrets or prompt text.
     ├── ConfigError                 settings are missing or invalid
     │   └── MissingExtraError       an optional dependency group is not installed
     ├── InvalidInputError           a caller sent something we cannot accept (4xx)
-    │   └── PayloadTooLargeError
+    │   ├── PayloadTooLargeError
+    │   └── InvalidFieldError       one named field of a request is missing, mistyped or out of range
+    ├── UnauthenticatedError        the request carries no valid API key (401)
+    ├── ForbiddenError              the caller's key does not allow what it asked for (403)
     ├── NotFoundError               a named thing does not exist
     │   ├── BotNotFoundError
-    │   └── SessionNotFoundError
+    │   ├── SessionNotFoundError
+    │   ├── ModelNotFoundError      no bot or model alias has the name an OpenAI-compatible request gave as ``model``
+    │   └── ApiKeyNotFoundError
     ├── ConflictError               the request conflicts with the current state (409)
     │   └── SessionBusyError        a bot with the ``reject`` policy is already busy on the session
     ├── StoreError                  the database failed or is at the wrong schema version
     │   └── LeaseLostError          another worker took over the session this worker was running
+    ├── ExternalAgentError          an external agent app (AgentCore contract) failed or did not start (retryable)
+    │   └── ExternalAgentBusyError  it stayed ``HealthyBusy`` longer than the agent's ``busy_timeout_s``
     ├── ModelError                  inference failed
     │   ├── ModelUnavailableError   the model server is down or unreachable (retryable)
     │   ├── ModelResponseError      the model answered with something unusable
@@ -36,11 +43,16 @@ secrets or prompt text.
 from __future__ import annotations
 
 __all__ = [
+    "ApiKeyNotFoundError",
     "BotNotFoundError",
     "BotfactoryError",
     "BudgetExceededError",
     "ConfigError",
     "ConflictError",
+    "ExternalAgentBusyError",
+    "ExternalAgentError",
+    "ForbiddenError",
+    "InvalidFieldError",
     "InvalidInputError",
     "KillSwitchError",
     "KnowledgeError",
@@ -49,6 +61,7 @@ __all__ = [
     "MissingExtraError",
     "ModelError",
     "ModelInstallError",
+    "ModelNotFoundError",
     "ModelResponseError",
     "ModelUnavailableError",
     "NotFoundError",
@@ -63,6 +76,7 @@ __all__ = [
     "ToolDisabledError",
     "ToolError",
     "ToolNotFoundError",
+    "UnauthenticatedError",
 ]
 
 
@@ -124,6 +138,36 @@ class PayloadTooLargeError(InvalidInputError):
     http_status = 413
 
 
+class UnauthenticatedError(BotfactoryError):
+    """The request carries no API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+    http_status = 401
+    exit_code = 6
+
+
+class ForbiddenError(BotfactoryError):
+    """The caller is authenticated but its key does not allow this, e.g. a key scoped to another bot."""
+
+    code = "forbidden"
+    http_status = 403
+    exit_code = 6
+
+
+class InvalidFieldError(InvalidInputError):
+    """One named field of a request is missing, has the wrong type or is out of range.
+
+    Attributes:
+        param: The field, as a dotted path (``messages.0.content``), for APIs that report it (OpenAI's ``param``).
+    """
+
+    code = "invalid_field"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class NotFoundError(BotfactoryError):
     """A named thing does not exist."""
 
@@ -142,6 +186,18 @@ class SessionNotFoundError(NotFoundError):
     """No session with that id exists."""
 
     code = "session_not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No bot (``/v1/chat/completions``) or model alias (``/v1/inference/...``) has the requested ``model``."""
+
+    code = "model_not_found"
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key with that id exists."""
+
+    code = "api_key_not_found"
 
 
 class ConflictError(BotfactoryError):
@@ -173,6 +229,24 @@ class LeaseLostError(StoreError):
 
     code = "lease_lost"
     retryable = True
+
+
+class ExternalAgentError(BotfactoryError):
+    """An external agent app (one that implements the AgentCore runtime contract) failed, or could not be started.
+
+    Retryable: the turn's attempt is given back and retried (a command-started app is restarted first).
+    """
+
+    code = "external_agent_error"
+    http_status = 502
+    retryable = True
+
+
+class ExternalAgentBusyError(ExternalAgentError):
+    """An external agent app answered ``HealthyBusy`` to every ``/ping`` for longer than its ``busy_timeout_s``."""
+
+    code = "external_agent_busy"
+    http_status = 503
 
 
 class ModelError(BotfactoryError):

@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -116,3 +117,26 @@ async def store(database_url: str, clock: TickingClock) -> AsyncIterator[Store]:
     """A migrated store on ``database_url`` with a :class:`TickingClock`."""
     async with await Store.open(database_url, clock=clock) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def _span_exporter() -> Any:
+    """One in-memory span exporter behind the process's tracer provider (OpenTelemetry allows setting it once)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.fixture
+def spans(_span_exporter: Any) -> Iterator[Any]:
+    """The spans finished during the test (``spans.get_finished_spans()``); tracing is on from the first use."""
+    _span_exporter.clear()
+    yield _span_exporter
+    _span_exporter.clear()

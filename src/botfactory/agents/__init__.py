@@ -20,6 +20,7 @@ from botfactory.agents.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from botfactory.agents.external import ContractAgent, ContractChunk, contract_agents, contract_session_id
 from botfactory.agents.tool import Tool, ToolContext, tool
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "BotContext",
     "BotFactory",
     "BotRegistry",
+    "ContractAgent",
+    "ContractChunk",
     "DoubleTexting",
     "Engine",
     "Event",
@@ -45,6 +48,8 @@ __all__ = [
     "TurnGuard",
     "TurnInput",
     "TurnResult",
+    "contract_agents",
+    "contract_session_id",
     "load_bots_dir",
     "tool",
 ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jsonschema
+from opentelemetry.trace import SpanKind
 
 from botfactory.agents.agent import NO_PARAMETERS, SUBAGENT_PARAMETERS, Agent, prefetch_argument
 from botfactory.agents.events import (
@@ -30,6 +31,7 @@ from botfactory.agents.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from botfactory.agents.external import ContractAgent, ContractChunk
 from botfactory.agents.tool import Tool, ToolContext, check_arguments
 from botfactory.errors import (
     BotfactoryError,
@@ -41,6 +43,7 @@ from botfactory.errors import (
 )
 from botfactory.inference import Inference, ModelRequest
 from botfactory.messages import Message, ToolCall, Usage
+from botfactory.observability import GEN_AI_CONVERSATION_ID, tracer
 
 __all__ = [
     "AgentResult",
@@ -58,6 +61,7 @@ logger = logging.getLogger(__name__)
 EventHandler = Callable[[Event], Awaitable[None]]
 _MAX_TOOL_OUTPUT_CHARS = 6_000
 _EVENT_OUTPUT_CHARS = 300
+_TRACER = tracer("agents")
 _SUBAGENT_VALIDATOR = jsonschema.Draft202012Validator(SUBAGENT_PARAMETERS)
 _NO_ARGUMENTS_VALIDATOR = jsonschema.Draft202012Validator(NO_PARAMETERS)
 
@@ -154,6 +158,11 @@ class _TurnState:
         self.position += 1
         return self.position
 
+    @property
+    def span_attributes(self) -> dict[str, str]:
+        """Attributes every span of the turn carries."""
+        return {GEN_AI_CONVERSATION_ID: self.turn.session_id, "botfactory.turn.id": self.turn.turn_id}
+
     async def emit(self, event: Event) -> None:
         if self.on_event is not None:
             await self.on_event(event)
@@ -216,6 +225,14 @@ class Engine:
         return TurnResult(reply=render_answer(result), usage=state.usage, steps=state.position)
 
     async def _run_agent(self, agent: Agent, path: str, messages: list[Message], state: _TurnState) -> AgentResult:
+        attributes = {**state.span_attributes, "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent.name}
+        with _TRACER.start_as_current_span(f"invoke_agent {agent.name}", attributes=attributes) as span:
+            span.set_attribute("botfactory.agent.path", path)
+            return await self._agent_loop(agent, path, messages, state)
+
+    async def _agent_loop(self, agent: Agent, path: str, messages: list[Message], state: _TurnState) -> AgentResult:
+        if isinstance(agent, ContractAgent):
+            return await self._run_contract(agent, path, messages, state)
         specs = agent.tool_specs()
         used_tool = False
         if agent.prefetch is not None:
@@ -258,6 +275,49 @@ class Engine:
             "simplify the request or raise the agent's max_steps"
         )
 
+    async def _run_contract(
+        self, agent: ContractAgent, path: str, messages: list[Message], state: _TurnState
+    ) -> AgentResult:
+        """An external agent app answers the request as one step: recorded, so a resumed turn never calls it twice."""
+        prompt = next((m.content for m in reversed(messages) if m.role == "user"), "") or ""
+        position = state.next_position()
+        recorded = state.replay.get(position)
+        if recorded is not None:
+            answer = str(recorded.output.get("reply", ""))
+        else:
+            if state.guard is not None:  # kill switches and budgets; the app's own model calls are metered as they go
+                await state.guard.before_model_call(agent_path=path, model=agent.model, prompt_chars=len(prompt))
+            turn_id = state.turn.turn_id
+
+            async def forward(text: str, raw: str) -> None:
+                chunk = ContractChunk(turn_id=turn_id, agent_path=path, position=position, text=text, raw=raw)
+                await state.emit(chunk)
+
+            started = self._clock()
+            reply = await agent.invoke(
+                session_id=state.turn.session_id,
+                prompt=prompt,
+                user_id=state.turn.user_id,
+                request_id=f"{turn_id}:{position}",
+                on_chunk=forward,
+            )
+            answer = reply.text
+            await state.record(
+                Step(
+                    position=position,
+                    agent_path=path,
+                    kind="tool",
+                    name=agent.name,
+                    input={"contract": True, "prompt_chars": len(prompt)},
+                    output={"reply": answer, "streamed": reply.streamed, "chunks": reply.chunks},
+                    ok=True,
+                    started_at=started,
+                    finished_at=self._clock(),
+                )
+            )
+        await state.emit(AgentFinished(turn_id=state.turn.turn_id, agent_path=path, answer=answer))
+        return AgentResult(answer=answer)
+
     async def _call_model(
         self, agent: Agent, path: str, position: int, request: ModelRequest, state: _TurnState
     ) -> tuple[Message, dict[str, Any] | None]:
@@ -268,7 +328,17 @@ class Engine:
             ModelCallStarted(turn_id=state.turn.turn_id, agent_path=path, position=position, model=agent.model)
         )
         started = self._clock()
-        response = await self.inference.complete(agent.model, request)
+        attributes = {**state.span_attributes, "gen_ai.operation.name": "chat", "gen_ai.request.model": agent.model}
+        with _TRACER.start_as_current_span(f"chat {agent.model}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            response = await self.inference.complete(agent.model, request)
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": response.model,
+                    "gen_ai.usage.input_tokens": response.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": response.usage.output_tokens,
+                    "gen_ai.response.finish_reasons": ["tool_calls" if response.message.tool_calls else "stop"],
+                }
+            )
         state.usage = state.usage + response.usage
         await state.record(
             Step(
@@ -322,6 +392,20 @@ class Engine:
         recorded = state.replay.get(position)
         if recorded is not None:
             return self._replayed_tool_call(recorded, state)
+        attributes = {
+            **state.span_attributes,
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": call.name,
+            "gen_ai.tool.call.id": call.id,
+        }
+        with _TRACER.start_as_current_span(f"execute_tool {call.name}", attributes=attributes) as span:
+            output, direct, ok = await self._execute_tool(agent, path, call, position, state)
+            span.set_attribute("botfactory.tool.ok", ok)
+        return output, direct
+
+    async def _execute_tool(
+        self, agent: Agent, path: str, call: ToolCall, position: int, state: _TurnState
+    ) -> tuple[str, AgentResult | None, bool]:
         await state.emit(
             ToolCallStarted(
                 turn_id=state.turn.turn_id, agent_path=path, position=position, tool=call.name, arguments=call.arguments
@@ -387,7 +471,7 @@ class Engine:
                 latency_s=finished - started,
             )
         )
-        return output, direct
+        return output, direct, ok
 
     @staticmethod
     def _replayed_tool_call(recorded: Step, state: _TurnState) -> tuple[str, AgentResult | None]:

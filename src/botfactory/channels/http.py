@@ -7,7 +7,6 @@ and waits, as JSON or as a stream of events.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from botfactory.channels._streaming import invoke_with_events
 from botfactory.errors import BotfactoryError, InvalidInputError, PayloadTooLargeError
 from botfactory.runtime import InvokeResult, Runtime
 from botfactory.store import EventRecord
@@ -245,33 +245,17 @@ def _sse_record(event: EventRecord) -> str:
 
 async def _stream(runtime: Runtime, bot: str, body: InvokeBody) -> AsyncIterator[str]:
     """Server-sent events: one ``event`` per engine event, then ``reply`` (or ``error``)."""
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-    async def on_event(event: dict[str, Any]) -> None:
-        await queue.put(event)
-
-    async def run() -> InvokeResult:
-        try:
-            return await runtime.invoke(
-                bot, session_id=body.session_id, text=body.text, user_id=body.user_id, on_event=on_event
-            )
-        finally:
-            await queue.put(None)
-
-    task = asyncio.create_task(run())
-    try:
-        while (event := await queue.get()) is not None:
-            yield _sse("event", event)
-        try:
-            yield _sse("reply", _result_json(await task))
-        except BotfactoryError as exc:
-            yield _sse("error", exc.to_dict())
-        except Exception:
-            logger.exception("session_id=<%s> | streamed turn failed", body.session_id)
+    async for item in invoke_with_events(
+        runtime, bot, session_id=body.session_id, text=body.text, user_id=body.user_id
+    ):
+        if isinstance(item, InvokeResult):
+            yield _sse("reply", _result_json(item))
+        elif isinstance(item, BotfactoryError):
+            yield _sse("error", item.to_dict())
+        elif isinstance(item, Exception):
             yield _sse("error", {"code": "internal", "message": "the turn failed; see the server log"})
-    finally:
-        if not task.done():
-            task.cancel()
+        else:
+            yield _sse("event", item)
 
 
 def _sse(name: str, data: dict[str, Any]) -> str:

@@ -6,18 +6,14 @@ retry of an event, ``app_mention`` and ``message`` for one post); all of them ca
 inbox's dedup key ``slack:{team}:{channel}:{ts}`` makes exactly one turn of them. Edits, deletions, the bot's own
 messages and other bots' messages make none. The session is the thread: ``team:channel:thread_ts`` (the
 message's own ``ts`` when it starts the thread), and the reply is posted there by :class:`SlackDeliverer` from the
-outbox, retried on errors and on 429 after ``Retry-After``.
+outbox, retried on errors and on 429 after ``Retry-After``. ``POST /slack/interactions`` takes button clicks
+(see :mod:`botfactory.channels.slack_interactions`). Several apps can share one deployment (:class:`SlackApps`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,15 +21,34 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from botfactory.errors import BotfactoryError, InvalidInputError, MissingExtraError, PayloadTooLargeError
-from botfactory.runtime import DeliveryError, Runtime
-from botfactory.store import OutboxRecord
+from botfactory.channels._slack_apps import (
+    DEFAULT_APP,
+    SignatureError,
+    SlackAction,
+    SlackActionHandler,
+    SlackApp,
+    SlackApps,
+    SlackIdentity,
+    SlackInteractions,
+    read_limited_body,
+    verify_slack_signature,
+)
+from botfactory.channels.slack_delivery import SLACK_CHANNEL, SlackDeliverer
+from botfactory.channels.slack_interactions import interactions_route
+from botfactory.errors import InvalidInputError
+from botfactory.runtime import Runtime
 
 __all__ = [
+    "DEFAULT_APP",
     "SLACK_CHANNEL",
     "SignatureError",
+    "SlackAction",
+    "SlackActionHandler",
     "SlackApp",
+    "SlackApps",
     "SlackDeliverer",
+    "SlackIdentity",
+    "SlackInteractions",
     "slack_routes",
     "slack_session_id",
     "verify_slack_signature",
@@ -41,63 +56,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SLACK_CHANNEL: Final = "slack"
-"""The outbox channel of Slack replies."""
-MAX_SKEW_S: Final = 300
-"""Requests signed longer ago (or further ahead) than this are refused: a captured request cannot be replayed."""
 _IGNORED_SUBTYPES: Final = frozenset(
     {"message_changed", "message_deleted", "bot_message", "channel_join", "channel_leave", "message_replied"}
 )
-
-
-class SignatureError(BotfactoryError):
-    """A Slack request's signature is missing, stale or wrong."""
-
-    code = "invalid_signature"
-    http_status = 401
-
-
-@dataclass(frozen=True, kw_only=True)
-class SlackApp:
-    """One Slack app: how its requests are verified, where its messages go, and how replies are posted.
-
-    Attributes:
-        signing_secret: The app's signing secret (verifies every request).
-        bot_token: The app's ``xoxb-`` token, used only to post replies.
-        bot: The botfactory bot that answers.
-        channels: Slack channel ids the bot answers in; empty for every channel it is in.
-        api_url: Slack Web API root (a local stand-in in tests and demos).
-    """
-
-    signing_secret: str
-    bot_token: str
-    bot: str = "support"
-    channels: frozenset[str] = frozenset()
-    api_url: str = "https://slack.com/api/"
-
-
-def verify_slack_signature(
-    secret: str, body: bytes, timestamp: str | None, signature: str | None, *, now: float | None = None
-) -> None:
-    """Check Slack's ``v0`` signature: HMAC-SHA256 over ``v0:{timestamp}:{body}``, compared in constant time.
-
-    Raises:
-        SignatureError: a header is missing, the timestamp is more than 5 minutes away, or the signature is wrong.
-    """
-    if not timestamp or not signature:
-        raise SignatureError("the request has no X-Slack-Request-Timestamp or X-Slack-Signature header")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError("X-Slack-Request-Timestamp is not a number") from None
-    current = time.time() if now is None else now
-    if abs(current - sent) > MAX_SKEW_S:
-        raise SignatureError(
-            f"the request was signed {int(current - sent)} s from now, beyond {MAX_SKEW_S} s (replayed or a clock off)"
-        )
-    expected = "v0=" + hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
-        raise SignatureError("the X-Slack-Signature does not match the body and the signing secret")
 
 
 def slack_session_id(team: str, channel: str, thread_ts: str) -> str:
@@ -115,7 +76,7 @@ class _Human:
     text: str
 
 
-def _human_message(payload: dict[str, Any], app: SlackApp, own_user: str | None) -> _Human | None:
+def _human_message(payload: dict[str, Any], app: SlackApp, own: SlackIdentity | None) -> _Human | None:
     """The human message an event carries, or ``None`` (with the reason logged) when it asks for no turn."""
     event = payload.get("event")
     if not isinstance(event, dict):
@@ -123,6 +84,9 @@ def _human_message(payload: dict[str, Any], app: SlackApp, own_user: str | None)
     kind, subtype = event.get("type"), event.get("subtype")
     if kind not in ("message", "app_mention"):
         logger.debug("type=<%s> | event ignored", kind)
+        return None
+    if app.team_id and payload.get("team_id") and payload.get("team_id") != app.team_id:
+        logger.info("app=<%s>, team=<%s> | event from another workspace: no turn", app.name, payload.get("team_id"))
         return None
     if subtype in _IGNORED_SUBTYPES or event.get("bot_id") or event.get("bot_profile"):
         logger.debug("subtype=<%s> | not a human message: no turn", subtype)
@@ -132,7 +96,8 @@ def _human_message(payload: dict[str, Any], app: SlackApp, own_user: str | None)
     if not (team and isinstance(channel, str) and isinstance(ts, str) and isinstance(user, str) and text):
         logger.debug("event_id=<%s> | message without channel, ts, user or text: no turn", payload.get("event_id"))
         return None
-    if own_user is not None and user == own_user:
+    if own is not None and user == own.user_id:
+        logger.debug("app=<%s> | the app's own message: no turn", app.name)
         return None
     if app.channels and channel not in app.channels:
         logger.info("channel=<%s> | message in a channel the bot is not configured for: no turn", channel)
@@ -141,40 +106,29 @@ def _human_message(payload: dict[str, Any], app: SlackApp, own_user: str | None)
     return _Human(team=team, channel=channel, ts=ts, thread_ts=str(thread_ts), user=user, text=str(text))
 
 
-def slack_routes(
-    runtime: Runtime, app: SlackApp, *, own_user: Callable[[], str | None] = lambda: None
-) -> list[BaseRoute]:
-    """``POST /slack/events`` for one Slack app."""
+def slack_routes(runtime: Runtime, apps: SlackApps) -> list[BaseRoute]:
+    """``POST /slack/events`` and ``POST /slack/interactions`` for every configured Slack app."""
 
     async def events(request: Request) -> Response:
-        limit = runtime.settings.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLargeError(f"the request body has {declared} bytes, over the limit of {limit}")
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"the request body is over the limit of {limit} bytes")
+        body = await read_limited_body(request, runtime.settings.max_request_bytes)
+        payload = _json_object(body)
         try:
-            verify_slack_signature(
-                app.signing_secret,
+            app = apps.verify(
                 body,
                 request.headers.get("x-slack-request-timestamp"),
                 request.headers.get("x-slack-signature"),
+                api_app_id=_app_id(payload),
             )
         except SignatureError as exc:
             logger.warning("client=<%s> | Slack request refused: %s", request.client, exc.message)
             raise
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInputError("the Slack request body is not JSON") from None
-        if not isinstance(payload, dict):
+        if payload is None:
             raise InvalidInputError("the Slack request body is not a JSON object")
         if payload.get("type") == "url_verification":
             return PlainTextResponse(str(payload.get("challenge", "")))
         if payload.get("type") != "event_callback":
             return JSONResponse({"ok": True})
-        human = _human_message(payload, app, own_user())
+        human = _human_message(payload, app, apps.identity(app.name))
         if human is None:
             return JSONResponse({"ok": True})
         enqueued = await runtime.enqueue(
@@ -184,56 +138,29 @@ def slack_routes(
             user_id=f"slack:{human.team}:{human.user}",
             dedup_key=f"slack:{human.team}:{human.channel}:{human.ts}",
             channel=SLACK_CHANNEL,
-            reply_to={"channel": human.channel, "thread_ts": human.thread_ts, "team": human.team},
+            reply_to={"channel": human.channel, "thread_ts": human.thread_ts, "team": human.team, "app": app.name},
         )
         logger.debug(
-            "session_id=<%s>, duplicate=<%s>, retry=<%s> | Slack message queued",
+            "session_id=<%s>, app=<%s>, duplicate=<%s>, retry=<%s> | Slack message queued",
             enqueued.session_id,
+            app.name,
             enqueued.duplicate,
             request.headers.get("x-slack-retry-num"),
         )
         return JSONResponse({"ok": True})
 
-    return [Route("/slack/events", events, methods=["POST"])]
+    return [Route("/slack/events", events, methods=["POST"]), interactions_route(runtime, apps)]
 
 
-class SlackDeliverer:
-    """Posts replies to their thread with ``slack_sdk``'s ``WebClient`` (run on a thread: it is synchronous)."""
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
-    def __init__(self, app: SlackApp) -> None:
-        try:
-            from slack_sdk import WebClient
-        except ModuleNotFoundError:
-            raise MissingExtraError("slack", "the Slack channel") from None
-        self._client = WebClient(token=app.bot_token, base_url=app.api_url)
 
-    async def deliver(self, reply: OutboxRecord) -> None:
-        """Post ``reply`` in its thread.
-
-        Raises:
-            DeliveryError: Slack refused or could not be reached; ``retry_after_s`` is set on a 429.
-        """
-        from slack_sdk.errors import SlackApiError, SlackRequestError
-
-        target = reply.reply_to or {}
-        if not target.get("channel"):
-            raise DeliveryError(f"reply {reply.id} has no Slack channel to go to", permanent=True)
-        try:
-            await asyncio.to_thread(
-                self._client.chat_postMessage,
-                channel=str(target["channel"]),
-                thread_ts=target.get("thread_ts"),
-                text=reply.text,
-            )
-        except SlackApiError as exc:
-            status = exc.response.status_code
-            retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
-            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            if status == 429:
-                raise DeliveryError(
-                    "Slack rate-limited the reply", retry_after_s=float(retry_after) if retry_after else None
-                ) from None
-            permanent = error in ("channel_not_found", "not_in_channel", "invalid_auth", "account_inactive")
-            raise DeliveryError(f"Slack refused the reply: {error or status}", permanent=permanent) from None
-        except (SlackRequestError, OSError) as exc:
-            raise DeliveryError(f"Slack could not be reached: {exc}") from None
+def _app_id(payload: dict[str, Any] | None) -> str | None:
+    """The app id an (unverified) payload names: only a hint which secret to try first."""
+    value = payload.get("api_app_id") if payload is not None else None
+    return value if isinstance(value, str) else None

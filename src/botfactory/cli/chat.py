@@ -72,9 +72,12 @@ def _read_line() -> str | None:
         return None
 
 
-def chat_remote(base_url: str, bot: str, session_id: str, messages: Sequence[str]) -> None:
-    """Talk to a running server over its streaming HTTP API."""
-    with httpx.Client(timeout=httpx.Timeout(600.0, connect=5.0), trust_env=False) as client:
+def chat_remote(
+    base_url: str, bot: str, session_id: str, messages: Sequence[str], *, api_key: str | None = None
+) -> None:
+    """Talk to a running server over its streaming HTTP API (with ``api_key`` when it requires keys)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=httpx.Timeout(600.0, connect=5.0), trust_env=False, headers=headers) as client:
         for text in _inputs(messages):
             console.print(f"< {_remote_turn(client, base_url, bot, session_id, text)}")
 
@@ -120,14 +123,26 @@ async def chat_in_process(settings: Settings, bot: str, session_id: str, message
 @click.option("-m", "--message", "messages", multiple=True, help="Send this message and exit (repeatable).")
 @click.option("--url", help="Server URL (default: http://HOST:PORT from settings).")
 @click.option("--in-process", is_flag=True, help="Do not look for a running server; start the platform here.")
-def chat(bot: str, session_id: str | None, messages: tuple[str, ...], url: str | None, in_process: bool) -> None:
+@click.option(
+    "--api-key",
+    envvar="BOTFACTORY_API_KEY",
+    help="API key for a server started with `botfactory serve` (or set BOTFACTORY_API_KEY).",
+)
+def chat(
+    bot: str,
+    session_id: str | None,
+    messages: tuple[str, ...],
+    url: str | None,
+    in_process: bool,
+    api_key: str | None,
+) -> None:
     """Talk to BOT in the terminal: a running server if there is one, else in this process."""
     settings = load_settings()
     session_id = session_id or f"cli-{uuid.uuid4().hex[:12]}"
     base_url = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     if not in_process and server_is_up(base_url):
         stderr.print(f"[dim]session {session_id} on {base_url}[/dim]")
-        chat_remote(base_url, bot, session_id, messages)
+        chat_remote(base_url, bot, session_id, messages, api_key=api_key)
         return
     if url:
         raise BotfactoryError(f"no botfactory server answers at {base_url}; start one with `botfactory up`")

@@ -5,6 +5,7 @@ Each stops gracefully on SIGTERM or SIGINT (see :mod:`botfactory.cli._signals`) 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import socket
@@ -19,7 +20,7 @@ from botfactory.cli._signals import StopNow, Stopper, run_stoppable
 from botfactory.cli.main import cli, load_settings, run_async
 from botfactory.config import Settings
 from botfactory.errors import ConfigError
-from botfactory.server import Platform, create_app
+from botfactory.server import AuthMode, Platform, create_app
 
 __all__ = ["check_port_free"]
 
@@ -66,11 +67,13 @@ async def _start(stopper: Stopper, settings: Settings, role: Role, concurrency: 
 async def _serve_http(settings: Settings, role: Role, stopper: Stopper) -> None:
     """Start the platform in ``role`` and serve HTTP until a signal; then stop gracefully."""
     check_port_free(settings.host, settings.port)
+    if settings.agentcore_port is not None:
+        check_port_free(settings.host, settings.agentcore_port)
     platform = await _start(stopper, settings, role)
     if platform is None:
         return
     try:
-        app = create_app(platform)
+        app = create_app(platform, auth="keys" if role == "serve" else "local")
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -81,9 +84,12 @@ async def _serve_http(settings: Settings, role: Role, stopper: Stopper) -> None:
             timeout_graceful_shutdown=max(1, math.ceil(settings.runtime.shutdown_grace_s)),
         )
         server = _Server(config)
+        contract = _agentcore_server(platform, auth="keys" if role == "serve" else "local")
 
         def stop_http() -> None:
             server.should_exit = True
+            if contract is not None:
+                contract.should_exit = True
             platform.runtime.end_streams()  # event streams follow forever: end them so the server can stop
 
         stopper.on_stop(stop_http)
@@ -91,15 +97,44 @@ async def _serve_http(settings: Settings, role: Role, stopper: Stopper) -> None:
         url = f"http://{settings.host}:{settings.port}"
         if role == "serve":
             _say(f"botfactory serve is up at {url}  (bots: {bots}; turns run in `botfactory worker`)")
+            if not await platform.api_keys.any_active():
+                _say(
+                    "warning: there are no API keys yet, so every request but /healthz, /ping and Slack's is refused "
+                    "(401); create one: botfactory keys create --bot NAME"
+                )
         else:
             _say(f"botfactory is up at {url}  (bots: {bots})")
+            _say(
+                "local development mode: requests from this machine need no API key "
+                "(use `botfactory serve` with keys for anything else)"
+            )
             _github_note(platform)
             _say("Talk to a bot: botfactory chat support    Stop: Ctrl-C")
+        if contract is not None:
+            _say(f"AgentCore contract also at http://{settings.host}:{settings.agentcore_port}/invocations")
         if not stopper.requested.is_set():
-            await server.serve()
+            await asyncio.gather(server.serve(), *([contract.serve()] if contract is not None else []))
         _stopping(platform, stopper)
     finally:
         await platform.aclose()
+
+
+def _agentcore_server(platform: Platform, *, auth: AuthMode) -> _Server | None:
+    """A second server for only ``/invocations`` and ``/ping`` on ``agentcore_port``, when that is set."""
+    settings = platform.settings
+    if settings.agentcore_port is None:
+        return None
+    app = create_app(platform, auth=auth, agentcore_only=True)
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.agentcore_port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, math.ceil(settings.runtime.shutdown_grace_s)),
+        )
+    )
 
 
 async def _work(settings: Settings, concurrency: int | None, stopper: Stopper) -> None:
@@ -163,8 +198,21 @@ def _run(command: str, main: Callable[[Stopper], Awaitable[None]]) -> None:
         raise click.exceptions.Exit(130) from None
 
 
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _check_local_host(host: str) -> None:
+    """``up`` lets this machine in without a key, so it must not listen where other machines reach it."""
+    if host not in _LOCAL_HOSTS:
+        raise ConfigError(
+            f"botfactory up is local development mode and listens on 127.0.0.1 only, not {host!r}; "
+            "to serve other machines run `botfactory serve --host HOST` (it requires API keys: "
+            "botfactory keys create --bot NAME) with `botfactory worker`"
+        )
+
+
 _PORT = click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default 8080).")
-_HOST = click.option("--host", help="Interface to bind (default 127.0.0.1).")
+_HOST = click.option("--host", help="Interface to bind (default 127.0.0.1; `up` binds only 127.0.0.1 or ::1).")
 
 
 @cli.command()
@@ -173,6 +221,7 @@ _HOST = click.option("--host", help="Interface to bind (default 127.0.0.1).")
 def up(port: int | None, host: str | None) -> None:
     """Run everything: store, local models, reference bots, the HTTP API and a worker."""
     settings = load_settings(port=port, host=host)
+    _check_local_host(settings.host)
     _run("botfactory", lambda stopper: _serve_http(settings, "all", stopper))
     _say("botfactory stopped")
 

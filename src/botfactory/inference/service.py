@@ -104,7 +104,8 @@ class Inference:
         return self._native.get(alias, model.profile.native_tool_calling)
 
     async def _complete_with(self, alias: str, model: Model, request: ModelRequest) -> ModelResponse:
-        if self._uses_native_tools(alias, model):
+        # Without tools or a schema there is nothing to constrain: plain text, as an outside caller asked for it.
+        if self._uses_native_tools(alias, model) or (not request.tools and request.response_schema is None):
             response = await model.complete(request)
             if request.response_schema is None or response.message.tool_calls:
                 return response

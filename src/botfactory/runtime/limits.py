@@ -93,7 +93,7 @@ class TurnLimits:
         controls: Controls,
         store: RuntimeStore,
         bot: str,
-        session_id: str,
+        session_id: str | None,
         user_id: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -158,13 +158,16 @@ class TurnLimits:
                 self._budgets.bot_daily_cost,
                 f"today's budget of the {self._bot} bot",
             ),
-            (
-                ("session", self._session_id, ""),
-                self._budgets.session_tokens,
-                self._budgets.session_cost,
-                "this conversation's budget",
-            ),
         ]
+        if self._session_id is not None:  # None: a call outside any session (the inference endpoint without one)
+            caps.append(
+                (
+                    ("session", self._session_id, ""),
+                    self._budgets.session_tokens,
+                    self._budgets.session_cost,
+                    "this conversation's budget",
+                )
+            )
         if self._user_id is not None:
             caps.append(
                 (

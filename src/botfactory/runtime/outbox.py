@@ -9,16 +9,24 @@ deduplicate on it. Replies to the HTTP API need no delivery and never reach here
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from botfactory.agents import BotRegistry
-from botfactory.errors import BotfactoryError
+from botfactory.errors import BotfactoryError, LeaseLostError
 from botfactory.runtime.signals import Pulse, Signals
-from botfactory.store import OutboxRecord, RuntimeStore
+from botfactory.store import Claim, InboxItem, OutboxRecord, RuntimeStore
 
-__all__ = ["Deliverer", "DeliveryError", "OutboxDispatcher"]
+__all__ = [
+    "PLACEHOLDER_KEY",
+    "Deliverer",
+    "DeliveryError",
+    "OutboxDispatcher",
+    "PlaceholderDeliverer",
+    "ReplyPlaceholders",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +34,8 @@ _MAX_ATTEMPTS: Final = 8
 _BACKOFF_BASE_S: Final = 1.0
 _BACKOFF_MAX_S: Final = 300.0
 _IN_FLIGHT_S: Final = 60.0
+PLACEHOLDER_KEY: Final = "placeholder"
+"""The ``reply_to`` key under which a turn's placeholder (e.g. Slack's "thinking…" message) is kept."""
 
 
 class DeliveryError(BotfactoryError):
@@ -44,6 +54,85 @@ class Deliverer(Protocol):
 
     async def deliver(self, reply: OutboxRecord) -> None:
         """Post ``reply.text`` to ``reply.reply_to``."""
+
+
+@runtime_checkable
+class PlaceholderDeliverer(Protocol):
+    """A deliverer that shows a placeholder while a turn runs (optional; Slack's "thinking…").
+
+    The worker calls :meth:`turn_started` when it starts a turn that has no placeholder yet and stores what it
+    returns under ``reply_to["placeholder"]``; ``deliver`` then replaces the placeholder with the reply.
+    """
+
+    async def turn_started(self, item: InboxItem) -> dict[str, Any] | None:
+        """Show the placeholder for the turn answering ``item``; return how to find it, or ``None``. Never raises."""
+
+    async def turn_abandoned(self, reply_to: dict[str, Any]) -> None:
+        """Remove the placeholder of a turn that will post no reply (stale, cancelled, dead). Never raises."""
+
+
+class ReplyPlaceholders:
+    """The worker's side of placeholders: post one when a turn starts, clean it up when no reply will replace it."""
+
+    def __init__(self, store: RuntimeStore, deliverers: Mapping[str, Deliverer]) -> None:
+        self._store = store
+        self._deliverers = {
+            channel: deliverer
+            for channel, deliverer in deliverers.items()
+            if isinstance(deliverer, PlaceholderDeliverer)
+        }
+
+    async def begin(self, claim: Claim) -> Claim:
+        """Make sure the turn's last input carries a placeholder; returns the claim as stored.
+
+        A resumed turn (or one restarted with more messages) reuses the placeholder it has, so none is posted twice.
+
+        Raises:
+            LeaseLostError: the session was taken over while the placeholder was recorded.
+        """
+        if not claim.inputs or (deliverer := self._deliverers.get(claim.inputs[-1].channel)) is None:
+            return claim
+        last = claim.inputs[-1]
+        held = [i.reply_to[PLACEHOLDER_KEY] for i in claim.inputs if i.reply_to and _placeholder(i.reply_to)]
+        existing = held[0] if held else None
+        if existing is not None and _placeholder(last.reply_to):
+            return claim
+        if existing is None:
+            try:
+                existing = await deliverer.turn_started(last)
+            except Exception:  # a placeholder is a nicety: it never fails the turn
+                logger.warning("session_id=<%s> | placeholder failed", claim.session_id, exc_info=True)
+            if existing is None:
+                return claim
+        reply_to = {**(last.reply_to or {}), PLACEHOLDER_KEY: existing}
+        try:
+            await self._store.set_reply_placeholder(claim.lease, last.message_id, reply_to)
+        except LeaseLostError:
+            raise
+        except BotfactoryError as exc:
+            logger.warning("session_id=<%s>, error=<%s> | placeholder not recorded", claim.session_id, exc.message)
+            return claim
+        inputs = (*claim.inputs[:-1], dataclasses.replace(last, reply_to=reply_to))
+        return dataclasses.replace(claim, inputs=inputs)
+
+    async def end(self, claim: Claim, status: str) -> None:
+        """After the turn ended with ``status``: remove its placeholder when no reply of it will replace it."""
+        if status == "interrupted" or not claim.inputs or not _placeholder(claim.inputs[-1].reply_to):
+            return  # an interrupted turn's messages go back to the queue, placeholder included
+        deliverer = self._deliverers.get(claim.inputs[-1].channel)
+        if deliverer is None:
+            return
+        try:
+            replies = await self._store.outbox_items(claim.session_id, limit=1000)
+            if any(r.turn_id == claim.turn.id and r.status in ("pending", "delivered") for r in replies):
+                return
+            await deliverer.turn_abandoned(dict(claim.inputs[-1].reply_to or {}))
+        except Exception:  # cleanup is best effort
+            logger.warning("session_id=<%s> | placeholder cleanup failed", claim.session_id, exc_info=True)
+
+
+def _placeholder(reply_to: dict[str, Any] | None) -> bool:
+    return bool(reply_to and reply_to.get(PLACEHOLDER_KEY))
 
 
 class OutboxDispatcher:
@@ -100,6 +189,9 @@ class OutboxDispatcher:
             return
         if self._stale(taken) and await self._store.has_newer_messages(taken.session_id, taken.turn_id):
             await self._store.end_delivery(taken.id, status="stale")
+            deliverer = self._deliverers[taken.channel]
+            if isinstance(deliverer, PlaceholderDeliverer) and _placeholder(taken.reply_to):
+                await deliverer.turn_abandoned(dict(taken.reply_to or {}))
             logger.info(
                 "session_id=<%s>, turn_id=<%s> | reply is stale; not delivered", taken.session_id, taken.turn_id
             )

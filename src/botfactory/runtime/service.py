@@ -17,6 +17,7 @@ from typing import Any, Final
 from botfactory.agents import BotRegistry
 from botfactory.config import Settings
 from botfactory.errors import InvalidInputError, PayloadTooLargeError, StoreError
+from botfactory.observability import current_trace_context
 from botfactory.runtime.limits import Controls
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import (
@@ -188,6 +189,9 @@ class Runtime:
     ) -> Enqueued:
         """Queue a message for the bot on the session; idempotent on ``dedup_key``.
 
+        Args:
+            trace_context: W3C trace context the turn continues; default: the current span's (the channel's).
+
         Raises:
             BotNotFoundError, InvalidInputError, PayloadTooLargeError: nothing was written.
             SessionBusyError: the bot's policy is ``reject`` and the session is busy; nothing was written.
@@ -203,7 +207,7 @@ class Runtime:
                 dedup_key=dedup_key,
                 channel=channel,
                 reply_to=reply_to,
-                trace_context=trace_context,
+                trace_context=trace_context if trace_context is not None else current_trace_context(),
             ),
             policy=bot.double_texting,
         )

@@ -99,6 +99,7 @@ async def start_runtime(
                 controls=controls,
                 signals=signals,
                 concurrency=concurrency,
+                deliverers=deliverers,
             )
             await worker.start()
             outbox = OutboxDispatcher(store=queue, bots=bots, deliverers=deliverers or {}, signals=signals)

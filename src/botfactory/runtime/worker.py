@@ -14,7 +14,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -22,7 +22,9 @@ from botfactory.agents import Bot, BotRegistry, Engine, Event, Step, TurnInput
 from botfactory.config import Settings
 from botfactory.errors import BotfactoryError, LeaseLostError, LimitExceededError
 from botfactory.messages import Message
+from botfactory.runtime._tracing import turn_span
 from botfactory.runtime.limits import Controls, TurnLimits, utc_day
+from botfactory.runtime.outbox import Deliverer, ReplyPlaceholders
 from botfactory.runtime.resources import SessionResources
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import Claim, DoubleTexting, RuntimeStore, StepRecord, TurnOutcome, UsageDelta
@@ -67,6 +69,7 @@ class Worker:
         controls: Kill switches.
         signals: Wake-ups for new work and control changes.
         clock: Epoch seconds, for step timestamps and daily budgets.
+        deliverers: Channels' reply senders; those that show a placeholder (Slack's "thinking…") get one per turn.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Worker:
         signals: Signals,
         concurrency: int | None = None,
         clock: Callable[[], float] = time.time,
+        deliverers: Mapping[str, Deliverer] | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.runtime
@@ -90,6 +94,7 @@ class Worker:
         self.signals = signals
         self.concurrency = concurrency or self.config.concurrency
         self.resources = SessionResources(idle_timeout_s=self.config.idle_timeout_s)
+        self._placeholders = ReplyPlaceholders(store, deliverers or {})
         self.stats = WorkerStats()
         self._clock = clock
         self._running: dict[str, _Running] = {}
@@ -269,10 +274,12 @@ class Worker:
     async def _run(self, running: _Running) -> None:
         claim = running.claim
         try:
-            outcome = await self._attempt(running)
-            running.ending = True
-            if outcome is not None:
-                await asyncio.shield(self._finish(claim, outcome))
+            with turn_span(claim, now=self._clock()) as span:
+                outcome = await self._attempt(running)
+                running.ending = True
+                if outcome is not None:
+                    span.set_attribute("botfactory.turn.status", outcome.status)
+                    await asyncio.shield(self._finish(running.claim, outcome))
         except LeaseLostError:
             logger.warning(
                 "session_id=<%s>, turn_id=<%s> | lease lost; turn left to its new holder",
@@ -332,6 +339,7 @@ class Worker:
                 )
             ]
         )
+        claim = running.claim = await self._placeholders.begin(claim)  # e.g. Slack's "thinking…"
         deadline = asyncio.timeout(self.config.turn_max_seconds)
         try:
             async with deadline:
@@ -418,9 +426,12 @@ class Worker:
             dead,
             reason,
         )
+        if dead:
+            await self._placeholders.end(claim, "dead")
 
     async def _finish(self, claim: Claim, outcome: TurnOutcome) -> None:
         await self.store.finish(claim.lease, claim.turn.id, outcome, claim=claim)
+        await self._placeholders.end(claim, outcome.status)
         self.stats.turns_finished += 1
         self.stats.by_status[outcome.status] = self.stats.by_status.get(outcome.status, 0) + 1
         logger.debug(

@@ -1,6 +1,8 @@
 """The server: the composition root (:class:`Platform`) and the ASGI app that mounts the channels."""
 
 from botfactory.server.app import create_app
+from botfactory.server.auth import AuthMode
+from botfactory.server.openapi import full_document
 from botfactory.server.platform import DEFAULT_KB, Platform, open_knowledge
 
-__all__ = ["DEFAULT_KB", "Platform", "create_app", "open_knowledge"]
+__all__ = ["DEFAULT_KB", "AuthMode", "Platform", "create_app", "full_document", "open_knowledge"]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version as _version
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botfactory.channels import http_routes, slack_routes
+from botfactory.channels import agentcore_routes, http_routes, openai_routes, slack_routes
 from botfactory.errors import BotfactoryError
+from botfactory.observability import TracingMiddleware
+from botfactory.server.auth import AuthMiddleware, AuthMode
+from botfactory.server.openapi import TITLE, api_operations, openapi_document
 from botfactory.server.platform import Platform
 
 __all__ = ["create_app"]
@@ -19,11 +24,24 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
-def create_app(platform: Platform) -> Starlette:
-    """Build the app serving ``platform``. The caller owns the platform's lifecycle."""
+def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: bool = False) -> Starlette:
+    """Build the app serving ``platform``. The caller owns the platform's lifecycle.
+
+    Args:
+        platform: The running services.
+        auth: ``keys`` requires an API key on every route but health and Slack (``botfactory serve``); ``local``
+            lets requests from this machine in without one (``botfactory up``, in-process use and tests). Serve
+            anything other machines can reach with ``keys``.
+        agentcore_only: Serve only the AgentCore contract (``/invocations``, ``/ping``), for ``agentcore_port``.
+    """
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "bots": [bot.name for bot in platform.bots]})
+
+    document = openapi_document(api_operations(platform), title=TITLE, version=_version("botfactory"))
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
 
     async def on_botfactory_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BotfactoryError)
@@ -42,15 +60,26 @@ def create_app(platform: Platform) -> Starlette:
             {"error": {"code": "internal", "message": "internal error; see the server log"}}, status_code=500
         )
 
+    contract = agentcore_routes(platform.runtime, busy=lambda: bool(platform.worker and platform.worker.running))
+    everything = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *http_routes(platform.runtime),
+        *openai_routes(platform.runtime, platform.inference),
+        *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
+        *contract,
+    ]
     return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            *http_routes(platform.runtime),
-            *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
-        ],
+        routes=contract if agentcore_only else everything,
         exception_handlers={
             BotfactoryError: on_botfactory_error,
             HTTPException: on_http_error,
             Exception: on_unexpected,
         },
+        middleware=[
+            # Outermost: every request is a span continuing the caller's traceparent; channels store that context
+            # with the inbox message, and the turn continues it (see botfactory.observability).
+            Middleware(TracingMiddleware, excluded_paths=frozenset({"/healthz"})),
+            Middleware(AuthMiddleware, keys=platform.api_keys, mode=auth),
+        ],
     )

@@ -6,6 +6,7 @@ run the same code path a channel takes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -14,15 +15,15 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from botfactory.agents import BotContext, BotRegistry, Engine, load_bots_dir
+from botfactory.agents import BotContext, BotRegistry, Engine, contract_agents, load_bots_dir
 from botfactory.bots import SUPPORT_DOCS_DIR, reference_bots
-from botfactory.channels import SLACK_CHANNEL, SlackApp, SlackDeliverer
+from botfactory.channels import SLACK_CHANNEL, SlackApps, SlackDeliverer
 from botfactory.config import Settings
-from botfactory.errors import ConfigError
+from botfactory.identity import ApiKeys
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
 from botfactory.runtime import Runtime, RuntimeStack, Worker, start_runtime
-from botfactory.store import KnowledgeStore, Store
+from botfactory.store import ApiKeyStore, KnowledgeStore, Store
 from botfactory.testing import GitHubStandIn, run_standin_server
 
 __all__ = ["DEFAULT_KB", "Platform", "open_knowledge"]
@@ -48,8 +49,11 @@ class Platform:
     bots: BotRegistry
     engine: Engine
     runtime_stack: RuntimeStack
+    api_keys: ApiKeys
+    """Verifies the API keys requests present (see :mod:`botfactory.server.auth`)."""
     github_demo: GitHubStandIn | None = None
-    slack: SlackApp | None = None
+    slack: SlackApps | None = None
+    """The Slack apps served (``None``: Slack is off); register interactive action handlers on ``slack.interactions``."""
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -111,8 +115,11 @@ class Platform:
             if settings.bots_dir is not None:
                 for bot in load_bots_dir(settings.bots_dir, context):
                     bots.add(bot)
+            for external in contract_agents(bot.agent for bot in bots):
+                stack.push_async_callback(external.aclose)  # stops the apps it started, after the runtime stops
             engine = Engine(inference)
             slack = slack_app(settings)
+            slack_deliverer = SlackDeliverer(slack) if slack is not None else None
             runtime_stack = await start_runtime(
                 settings,
                 store=store,
@@ -121,9 +128,12 @@ class Platform:
                 run_worker=role != "serve" and start_models,
                 listen=role != "all",
                 concurrency=concurrency,
-                deliverers={SLACK_CHANNEL: SlackDeliverer(slack)} if slack is not None else None,
+                deliverers={SLACK_CHANNEL: slack_deliverer} if slack_deliverer is not None else None,
             )
             stack.push_async_callback(runtime_stack.aclose)
+            if slack_deliverer is not None:  # learn each app's own user (auth.test) without delaying the start
+                identifying = asyncio.get_running_loop().create_task(slack_deliverer.identify(), name="slack-identify")
+                stack.push_async_callback(_cancel, identifying)
         except BaseException:
             await stack.aclose()
             raise
@@ -135,6 +145,7 @@ class Platform:
             bots=bots,
             engine=engine,
             runtime_stack=runtime_stack,
+            api_keys=ApiKeys(ApiKeyStore(store.engine), ttl_s=settings.auth_cache_s),
             slack=slack,
             github_demo=github_demo,
             _stack=stack,
@@ -145,25 +156,18 @@ class Platform:
         await self._stack.aclose()
 
 
-def slack_app(settings: Settings) -> SlackApp | None:
-    """The Slack app the settings describe, or ``None`` when Slack is not configured.
+def slack_app(settings: Settings) -> SlackApps | None:
+    """The Slack apps the settings describe, or ``None`` when Slack is not configured.
 
     Raises:
-        ConfigError: only one of the signing secret and the bot token is set.
+        ConfigError: only one of the signing secret and the bot token is set, or two apps share a name.
     """
-    secret, token = settings.slack_signing_secret, settings.slack_bot_token
-    if secret is None and token is None:
-        return None
-    if secret is None or token is None:
-        missing = "BOTFACTORY_SLACK_SIGNING_SECRET" if secret is None else "BOTFACTORY_SLACK_BOT_TOKEN"
-        raise ConfigError(f"Slack needs both its signing secret and its bot token: set {missing} too")
-    return SlackApp(
-        signing_secret=secret.get_secret_value(),
-        bot_token=token.get_secret_value(),
-        bot=settings.slack_bot,
-        channels=frozenset(settings.slack_channels),
-        api_url=settings.slack_api_url,
-    )
+    return SlackApps.from_settings(settings)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def open_knowledge(

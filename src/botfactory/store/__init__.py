@@ -10,6 +10,7 @@ The schema lives in :mod:`botfactory.store.schema`, migrations in :mod:`botfacto
 
 from __future__ import annotations
 
+from botfactory.store.api_keys import ApiKeyRecord, ApiKeyStore
 from botfactory.store.base import Clock, Store
 from botfactory.store.engine import begin_write, create_engine, create_sync_engine, normalize_url
 from botfactory.store.knowledge import ChunkInput, ChunkRow, KnowledgeStats, KnowledgeStore
@@ -53,6 +54,8 @@ __all__ = [
     "CONTROL_CHANNEL",
     "EVENTS_CHANNEL",
     "INBOX_CHANNEL",
+    "ApiKeyRecord",
+    "ApiKeyStore",
     "BatchWriter",
     "CancelKind",
     "CancelResult",

@@ -558,6 +558,26 @@ class RuntimeStore:
                 "this worker stops the turn and the new holder resumes it"
             )
 
+    async def set_reply_placeholder(self, lease: Lease, message_id: str, reply_to: dict[str, Any] | None) -> None:
+        """Replace a running message's ``reply_to`` (a channel's "thinking…" placeholder), fenced by the lease.
+
+        The turn's reply carries the last input's ``reply_to`` to the outbox, so the channel can update the
+        placeholder in place; a resumed turn finds it there and posts none again.
+
+        Raises:
+            LeaseLostError: another worker holds the session now; nothing was written.
+        """
+
+        def write(connection: sa.Connection) -> None:
+            self._check_lease(connection, lease)
+            connection.execute(
+                sa.update(inbox)
+                .where(inbox.c.message_id == message_id, inbox.c.session_id == lease.session_id)
+                .values(reply_to=reply_to)
+            )
+
+        await self.writer.write(write)
+
     async def record_step(self, lease: Lease, step: StepRecord, usage: UsageDelta | None = None) -> None:
         """Record one completed step (and what it cost) before the turn goes on.
 
@@ -577,11 +597,17 @@ class RuntimeStore:
         if usage is not None and (usage.tokens or usage.cost):
             self._add_usage(connection, usage)
 
+    async def add_usage(self, usage: UsageDelta) -> None:
+        """Count a model call made outside a turn (the inference endpoint) against the usage counters."""
+        if usage.tokens or usage.cost:
+            await self.writer.write(lambda connection: self._add_usage(connection, usage))
+
     def _add_usage(self, connection: sa.Connection, usage: UsageDelta) -> None:
-        rows = [
-            {"scope": "bot", "key": usage.bot, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost},
-            {"scope": "session", "key": usage.session_id, "day": "", "tokens": usage.tokens, "cost": usage.cost},
-        ]
+        rows = [{"scope": "bot", "key": usage.bot, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost}]
+        if usage.session_id is not None:
+            rows.append(
+                {"scope": "session", "key": usage.session_id, "day": "", "tokens": usage.tokens, "cost": usage.cost}
+            )
         if usage.user_id is not None:
             rows.append(
                 {"scope": "user", "key": usage.user_id, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost}

@@ -142,11 +142,15 @@ class Heartbeat:
 
 @dataclass(frozen=True, kw_only=True)
 class UsageDelta:
-    """Tokens and spend of one model call, added to the bot's, user's and session's counters."""
+    """Tokens and spend of one model call, added to the bot's, user's and session's counters.
+
+    ``user_id`` or ``session_id`` ``None``: the call is not counted for a user or a session (a call made through
+    the inference endpoint without them).
+    """
 
     bot: str
     user_id: str | None
-    session_id: str
+    session_id: str | None
     day: str
     tokens: int
     cost: float

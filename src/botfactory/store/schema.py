@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "api_keys",
     "inbox",
     "kb_chunks",
     "kb_documents",
@@ -213,4 +214,20 @@ usage_counters = sa.Table(
     sa.Column("day", sa.String(10), primary_key=True, comment="UTC date, or '' for a session's whole life"),
     sa.Column("tokens", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("cost", sa.Float, nullable=False, server_default="0"),
+)
+
+# Authentication (migration 0003)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True, comment="key_<random>: names the key in listings and revoke"),
+    sa.Column("prefix", sa.String(16), nullable=False, comment="first characters of the secret, shown in listings"),
+    sa.Column("hash", sa.String(64), nullable=False, comment="SHA-256 hex of the secret; the secret is never stored"),
+    sa.Column("bot", sa.String(128), nullable=True, comment="the one bot the key may use; NULL: every bot"),
+    sa.Column("name", sa.String(256), nullable=True, comment="what the key is for, as its creator wrote it"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True, comment="updated at most once a minute"),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index(None, "hash", unique=True),
 )

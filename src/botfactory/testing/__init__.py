@@ -9,22 +9,37 @@ from collections.abc import Mapping
 
 from botfactory.inference import Inference, ScriptedModel, ScriptItem, call, final, raw
 from botfactory.testing.github import GitHubStandIn, SeatCall, run_standin_server
-from botfactory.testing.slack import SlackPost, SlackStandIn, message_event, signed_event
+from botfactory.testing.serving import serve_app
+from botfactory.testing.slack import (
+    PostChange,
+    SlackPost,
+    SlackStandIn,
+    action_payload,
+    message_event,
+    sign,
+    signed_event,
+    signed_interaction,
+)
 
 __all__ = [
     "GitHubStandIn",
+    "PostChange",
     "ScriptItem",
     "ScriptedModel",
     "SeatCall",
     "SlackPost",
     "SlackStandIn",
+    "action_payload",
     "call",
     "final",
     "message_event",
     "raw",
     "run_standin_server",
     "scripted_inference",
+    "serve_app",
+    "sign",
     "signed_event",
+    "signed_interaction",
 ]
 
 

@@ -1,8 +1,9 @@
 """A local Slack for demos and tests: the Web API calls botfactory makes, and correctly signed events.
 
-``SlackStandIn`` serves ``auth.test``, ``chat.postMessage`` and ``chat.update`` under ``/api/`` and records every
-post; point ``slack_api_url`` at ``{base_url}/api/``. ``signed_event`` builds an Events API request the way Slack
-signs it, for a running botfactory's ``POST /slack/events``.
+``SlackStandIn`` serves ``auth.test``, ``chat.postMessage``, ``chat.update`` and ``chat.delete`` under ``/api/``
+and records every post with the token it came with; point ``slack_api_url`` at ``{base_url}/api/``.
+``signed_event`` builds an Events API request the way Slack signs it, for a running botfactory's
+``POST /slack/events``; ``signed_interaction`` does the same for a button click (``POST /slack/interactions``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,27 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["SlackPost", "SlackStandIn", "message_event", "signed_event"]
+__all__ = [
+    "SlackPost",
+    "SlackStandIn",
+    "action_payload",
+    "message_event",
+    "sign",
+    "signed_event",
+    "signed_interaction",
+]
+
+PostChange = Literal["posted", "updated", "deleted"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +44,8 @@ class SlackPost:
     text: str
     thread_ts: str | None
     ts: str
+    token: str = ""
+    """The bot token the post was made with (which app posted it)."""
 
 
 @dataclass
@@ -41,20 +56,26 @@ class SlackStandIn:
         token: The bot token requests must carry.
         bot_user_id: Returned by ``auth.test``.
         team_id: Returned by ``auth.test``.
+        tokens: More accepted bot tokens (several apps posting to one workspace).
+        on_change: Called with each post made, updated or deleted (``botfactory slack standin`` prints them).
 
     Attributes:
-        posts: Messages posted, oldest first (updates replace the text of the post they name).
+        posts: Messages posted, oldest first (updates replace the text of the post they name; deletes remove it).
         rate_limit: The next this many calls are answered 429 with ``Retry-After: retry_after_s``.
+        calls: Web API methods called, in order (``chat.postMessage``, ``chat.update``, ...), 429s included.
         app: The ASGI application.
     """
 
     token: str = "xoxb-demo"
     bot_user_id: str = "UBOT"
     team_id: str = "T1"
+    tokens: tuple[str, ...] = ()
+    on_change: Callable[[PostChange, SlackPost], None] | None = None
     posts: list[SlackPost] = field(default_factory=list)
     rate_limit: int = 0
     retry_after_s: int = 1
     limited: int = 0
+    calls: list[str] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -63,11 +84,19 @@ class SlackStandIn:
                 Route("/api/auth.test", self._auth_test, methods=["POST", "GET"]),
                 Route("/api/chat.postMessage", self._post, methods=["POST"]),
                 Route("/api/chat.update", self._update, methods=["POST"]),
+                Route("/api/chat.delete", self._delete, methods=["POST"]),
             ]
         )
 
+    def _changed(self, change: PostChange, post: SlackPost) -> None:
+        if self.on_change is not None:
+            self.on_change(change, post)
+
     async def _arguments(self, request: Request) -> dict[str, Any] | Response:
-        if request.headers.get("authorization") != f"Bearer {self.token}":
+        self.calls.append(request.url.path.rsplit("/", 1)[-1])
+        authorization = request.headers.get("authorization", "")
+        token = authorization.removeprefix("Bearer ")
+        if not authorization.startswith("Bearer ") or token not in (self.token, *self.tokens):
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         if self.rate_limit > 0:
             self.rate_limit -= 1
@@ -79,8 +108,10 @@ class SlackStandIn:
             )
         if request.headers.get("content-type", "").startswith("application/json"):
             data = json.loads(await request.body() or b"{}")
-            return data if isinstance(data, dict) else {}
-        return dict(await request.form())
+            arguments = data if isinstance(data, dict) else {}
+        else:
+            arguments = dict(await request.form())
+        return {**arguments, "_token": token}
 
     async def _auth_test(self, request: Request) -> Response:
         arguments = await self._arguments(request)
@@ -100,8 +131,10 @@ class SlackStandIn:
             text=str(text),
             thread_ts=str(arguments["thread_ts"]) if arguments.get("thread_ts") else None,
             ts=f"{2_000_000_000 + next(self._ts)}.000100",
+            token=str(arguments["_token"]),
         )
         self.posts.append(post)
+        self._changed("posted", post)
         return JSONResponse({"ok": True, "channel": post.channel, "ts": post.ts})
 
     async def _update(self, request: Request) -> Response:
@@ -111,8 +144,24 @@ class SlackStandIn:
         for index, post in enumerate(self.posts):
             if post.ts == arguments.get("ts") and post.channel == arguments.get("channel"):
                 self.posts[index] = SlackPost(
-                    channel=post.channel, text=str(arguments.get("text", "")), thread_ts=post.thread_ts, ts=post.ts
+                    channel=post.channel,
+                    text=str(arguments.get("text", "")),
+                    thread_ts=post.thread_ts,
+                    ts=post.ts,
+                    token=str(arguments["_token"]),
                 )
+                self._changed("updated", self.posts[index])
+                return JSONResponse({"ok": True, "channel": post.channel, "ts": post.ts})
+        return JSONResponse({"ok": False, "error": "message_not_found"})
+
+    async def _delete(self, request: Request) -> Response:
+        arguments = await self._arguments(request)
+        if isinstance(arguments, Response):
+            return arguments
+        for index, post in enumerate(self.posts):
+            if post.ts == arguments.get("ts") and post.channel == arguments.get("channel"):
+                del self.posts[index]
+                self._changed("deleted", post)
                 return JSONResponse({"ok": True, "channel": post.channel, "ts": post.ts})
         return JSONResponse({"ok": False, "error": "message_not_found"})
 
@@ -127,19 +176,74 @@ def message_event(
     thread_ts: str | None = None,
     event_id: str = "Ev1",
     kind: str = "message",
+    api_app_id: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """An Events API ``event_callback`` payload for one message."""
+    """An Events API ``event_callback`` payload for one message (``extra`` goes into the event)."""
     event: dict[str, Any] = {"type": kind, "channel": channel, "user": user, "text": text, "ts": ts, **extra}
     if thread_ts is not None:
         event["thread_ts"] = thread_ts
-    return {
+    payload: dict[str, Any] = {
         "type": "event_callback",
         "team_id": team,
         "event_id": event_id,
         "event_time": int(time.time()),
         "event": event,
     }
+    if api_app_id is not None:
+        payload["api_app_id"] = api_app_id
+    return payload
+
+
+def action_payload(
+    action_id: str,
+    *,
+    value: str | None = None,
+    team: str = "T1",
+    channel: str = "C1",
+    user: str = "U1",
+    message_ts: str = "1700000000.000100",
+    thread_ts: str | None = None,
+    trigger_id: str = "1.2.abc",
+    action_ts: str = "1700000001.000200",
+    api_app_id: str | None = None,
+) -> dict[str, Any]:
+    """A ``block_actions`` interactive payload: ``user`` clicked the button ``action_id`` on a message."""
+    message: dict[str, Any] = {"type": "message", "ts": message_ts, "text": "Approve?"}
+    if thread_ts is not None:
+        message["thread_ts"] = thread_ts
+    action: dict[str, Any] = {"type": "button", "action_id": action_id, "block_id": "b1", "action_ts": action_ts}
+    if value is not None:
+        action["value"] = value
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "team": {"id": team, "domain": "example"},
+        "user": {"id": user, "username": "someone", "team_id": team},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": trigger_id,
+        "channel": {"id": channel, "name": "general"},
+        "message": message,
+        "response_url": f"https://hooks.slack.com/actions/{team}/1/xyz",
+        "actions": [action],
+    }
+    if api_app_id is not None:
+        payload["api_app_id"] = api_app_id
+    return payload
+
+
+def sign(body: bytes, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+    """The ``X-Slack-Request-Timestamp`` and ``X-Slack-Signature`` headers Slack sends with ``body``."""
+    sent = str(int(time.time()) if timestamp is None else timestamp)
+    signature = "v0=" + hmac.new(secret.encode(), b"v0:" + sent.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"x-slack-request-timestamp": sent, "x-slack-signature": signature}
+
+
+def signed_interaction(
+    payload: dict[str, Any], secret: str, *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an interactive request (a form with a JSON ``payload``), signed as Slack signs it."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return body, {"content-type": "application/x-www-form-urlencoded", **sign(body, secret, timestamp=timestamp)}
 
 
 def signed_event(
@@ -147,13 +251,7 @@ def signed_event(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers of an Events API request, signed as Slack signs it (``v0``, HMAC-SHA256)."""
     body = json.dumps(payload).encode()
-    sent = str(int(time.time()) if timestamp is None else timestamp)
-    signature = "v0=" + hmac.new(secret.encode(), b"v0:" + sent.encode() + b":" + body, hashlib.sha256).hexdigest()
-    headers = {
-        "content-type": "application/json",
-        "x-slack-request-timestamp": sent,
-        "x-slack-signature": signature,
-    }
+    headers = {"content-type": "application/json", **sign(body, secret, timestamp=timestamp)}
     if retry_num is not None:
         headers["x-slack-retry-num"] = str(retry_num)
         headers["x-slack-retry-reason"] = "http_timeout"

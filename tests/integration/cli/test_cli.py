@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from botfactory.cli import main
+from botfactory.store import head_revision
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_invalid_settings_exit_non_zero_with_the_key_named(
 def test_db_upgrade_creates_the_database(capsys: pytest.CaptureFixture[str], home: Path) -> None:
     assert main(["db", "upgrade"]) == 0
     assert (home / "botfactory.db").is_file()
-    assert "database at revision 0002" in capsys.readouterr().out
+    assert f"database at revision {head_revision()}" in capsys.readouterr().out
 
 
 def test_kb_ingest_then_search(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

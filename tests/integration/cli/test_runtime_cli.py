@@ -540,7 +540,7 @@ def test_sessions_cancel_stops_a_turn_running_in_a_worker_process(
 
 
 def test_serve_takes_messages_and_a_separate_worker_answers_them(
-    child_env: Callable[..., dict[str, str]],
+    child_env: Callable[..., dict[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     stand_in = OpenAIStandIn()
     env = child_env(stand_in)
@@ -552,8 +552,16 @@ def test_serve_takes_messages_and_a_separate_worker_answers_them(
     try:
         up = serve.wait_for_line("botfactory serve is up")
         assert f"http://127.0.0.1:{port}" in up
+        assert "botfactory keys create --bot NAME" in serve.wait_for_line("warning: there are no API keys yet")
+        assert main(["keys", "create", "--bot", "echo", "--json"]) == 0  # works at once on the running server
+        key = json.loads(capsys.readouterr().out)["key"]
         worker.wait_for_line("botfactory worker")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as http:
+        anonymous = httpx.post(
+            f"http://127.0.0.1:{port}/v1/bots/echo/sessions/p-1/messages", json={"text": "hi"}, trust_env=False
+        )
+        assert anonymous.status_code == 401  # serve requires an API key, even from this machine
+        headers = {"authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, trust_env=False, timeout=30) as http:
             posted = http.post("/v1/bots/echo/sessions/p-1/messages", json={"text": "across processes"})
             assert posted.status_code == 202
             data = http.get("/v1/sessions/p-1").json()
@@ -594,6 +602,7 @@ def test_up_answers_and_exits_0_on_sigterm(child_env: Callable[..., dict[str, st
     up = Process(["up", "--port", str(port)], env)
     try:
         up.wait_for_line("botfactory is up")
+        up.wait_for_line("local development mode: requests from this machine need no API key")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as http:
             reply = http.post("/v1/bots/echo/invoke", json={"session_id": "u-1", "text": "one process"})
             assert reply.json()["reply"] == "stand-in: one process"

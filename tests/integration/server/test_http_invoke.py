@@ -11,6 +11,7 @@ import pytest
 from serving import serving
 
 from botfactory.cli.chat import chat_remote, server_is_up
+from botfactory.errors import BotfactoryError
 from botfactory.server import Platform, create_app
 from botfactory.testing import ScriptedModel, call
 
@@ -160,3 +161,15 @@ async def test_real_server_on_loopback_serves_health_invoke_and_chat(
         assert "< octocat has a seat now." in out
         assert platform.github_demo is not None
         assert [c.usernames for c in platform.github_demo.calls] == [("octocat",)]
+
+
+async def test_chat_sends_its_api_key_to_a_server_that_requires_keys(
+    platform: Platform, scripted: dict[str, ScriptedModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripted["large"].script = ["hello from serve"]
+    issued = await platform.api_keys.create(bot="support", name="cli")
+    async with serving(platform, auth="keys") as base_url:
+        with pytest.raises(BotfactoryError, match="API key"):
+            await asyncio.to_thread(chat_remote, base_url, "support", "cli-k", ["hi"])
+        await asyncio.to_thread(chat_remote, base_url, "support", "cli-k", ["hi"], api_key=issued.secret)
+    assert "< hello from serve" in capsys.readouterr().out

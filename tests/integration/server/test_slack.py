@@ -1,17 +1,24 @@
-"""The Slack channel end to end: signed events in through the app, replies out to a Slack stand-in's thread."""
+"""The Slack channel end to end: signed events in through the app, replies out to a Slack stand-in's thread.
+
+``slack_rig`` is shared with the other ``test_slack_*`` modules.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
+from botfactory.channels import SlackIdentity
 from botfactory.config import Settings
 from botfactory.inference import ModelRequest
 from botfactory.memory import OnnxMiniLMEmbedder
@@ -23,6 +30,7 @@ from botfactory.testing import (
     run_standin_server,
     scripted_inference,
     signed_event,
+    signed_interaction,
 )
 
 SECRET = "test-signing-secret"
@@ -49,14 +57,67 @@ class SlackRig:
         body, headers = signed_event(payload, secret, **options)
         return await self.client.post("/slack/events", content=body, headers=headers)
 
-    async def wait_posts(self, count: int, *, within: float = 10.0) -> None:
+    async def click(self, payload: dict[str, object], *, secret: str = SECRET) -> httpx.Response:
+        body, headers = signed_interaction(payload, secret)
+        return await self.client.post("/slack/interactions", content=body, headers=headers)
+
+    async def wait_posts(self, count: int, *, within: float = 10.0, text: str | None = None) -> None:
+        """Wait for ``count`` posts (the last with ``text``, when given: a placeholder updated in place)."""
         deadline = time.monotonic() + within
-        while len(self.slack.posts) < count:
-            assert time.monotonic() < deadline, f"{len(self.slack.posts)} posts, expected {count}"
+        while len(self.slack.posts) < count or (text is not None and self.slack.posts[-1].text != text):
+            assert time.monotonic() < deadline, f"posts: {self.slack.posts}, expected {count} ending in {text!r}"
+            await asyncio.sleep(0.02)
+
+    async def identified(self, app: str = "default") -> None:
+        """Wait until the app's own user is known (``auth.test`` runs in the background at start)."""
+        deadline = time.monotonic() + 10
+        while self.platform.slack is None or self.platform.slack.identity(app) is None:
+            assert time.monotonic() < deadline, "auth.test was never answered"
             await asyncio.sleep(0.02)
 
     async def sessions(self) -> list[str]:
         return [s.id for s in await self.platform.store.list_sessions()]
+
+
+@contextlib.asynccontextmanager
+async def slack_rig(
+    home: Path,
+    embedder: OnnxMiniLMEmbedder,
+    seeded_database: Path,
+    standin: SlackStandIn,
+    url: str,
+    *,
+    latency_s: float = 0.0,
+    role: Literal["all", "serve", "worker"] = "all",
+    **settings: Any,
+) -> AsyncIterator[SlackRig]:
+    """A platform with the echo bot answering Slack (``settings`` override the single app's) and a client.
+
+    A second rig on the same ``home`` shares the database (another process, as far as the runtime can tell).
+    """
+    if not (home / "botfactory.db").exists():
+        shutil.copy(seeded_database, home / "botfactory.db")
+    bots = home / "bots"
+    bots.mkdir(exist_ok=True)
+    (bots / "echo.py").write_text(ECHO_BOT)
+    options: dict[str, Any] = {
+        "slack_signing_secret": SecretStr(SECRET),
+        "slack_bot_token": SecretStr(TOKEN),
+        "slack_bot": "echo",
+        "slack_channels": ["C1", "C2"],
+        "slack_api_url": f"{url}/api/",
+        "slack_thinking_text": "",
+    }
+    loaded = Settings.load(home=home, bots_dir=bots, **(options | settings))
+    small = ScriptedModel([echo], cycle=True, latency_s=latency_s)
+    inference = scripted_inference({"small": small, "large": ScriptedModel([])})
+    platform = await Platform.start(loaded, inference=inference, embedder=embedder, role=role)
+    transport = httpx.ASGITransport(app=create_app(platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://botfactory") as client:
+        try:
+            yield SlackRig(platform=platform, client=client, slack=standin)
+        finally:
+            await platform.aclose()
 
 
 @pytest.fixture
@@ -70,30 +131,8 @@ def slack() -> Iterator[tuple[SlackStandIn, str]]:
 async def rig(
     tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
 ) -> AsyncIterator[SlackRig]:
-    import shutil
-
-    standin, url = slack
-    shutil.copy(seeded_database, tmp_path / "botfactory.db")
-    bots = tmp_path / "bots"
-    bots.mkdir()
-    (bots / "echo.py").write_text(ECHO_BOT)
-    settings = Settings.load(
-        home=tmp_path,
-        bots_dir=bots,
-        slack_signing_secret=SecretStr(SECRET),
-        slack_bot_token=SecretStr(TOKEN),
-        slack_bot="echo",
-        slack_channels=["C1", "C2"],
-        slack_api_url=f"{url}/api/",
-    )
-    inference = scripted_inference({"small": ScriptedModel([echo], cycle=True), "large": ScriptedModel([])})
-    platform = await Platform.start(settings, inference=inference, embedder=embedder)
-    transport = httpx.ASGITransport(app=create_app(platform))
-    async with httpx.AsyncClient(transport=transport, base_url="http://botfactory") as client:
-        try:
-            yield SlackRig(platform=platform, client=client, slack=standin)
-        finally:
-            await platform.aclose()
+    async with slack_rig(tmp_path, embedder, seeded_database, *slack) as started:
+        yield started
 
 
 async def test_url_verification_is_answered_with_the_challenge(rig: SlackRig) -> None:
@@ -109,7 +148,7 @@ async def test_a_message_is_answered_once_in_its_thread_whatever_slack_sends(rig
     mention = message_event("<@UBOT> hello", ts=ts, event_id="Ev1", kind="app_mention")
     message = message_event("<@UBOT> hello", ts=ts, event_id="Ev2")
     for payload, retry in ((mention, None), (message, None), (mention, 1), (mention, 2), (message, 1)):
-        options = {"retry_num": retry} if retry is not None else {}
+        options: dict[str, Any] = {"retry_num": retry} if retry is not None else {}
         response = await rig.send(payload, **options)
         assert response.status_code == 200
     await rig.wait_posts(1)
@@ -144,7 +183,7 @@ async def test_a_reply_in_a_thread_continues_that_threads_session(rig: SlackRig)
 )
 async def test_messages_that_are_not_a_human_asking_make_no_turn(rig: SlackRig, extra: dict[str, str]) -> None:
     payload = message_event("hello", ts="1700000004.000100")
-    payload["event"] = {**payload["event"], **extra}  # type: ignore[dict-item]
+    payload["event"] = {**payload["event"], **extra}
     response = await rig.send(payload)
     assert response.status_code == 200
     await asyncio.sleep(0.2)
@@ -167,6 +206,7 @@ async def test_an_unverified_request_is_refused_with_401_and_writes_nothing(rig:
 
 
 async def test_a_rate_limited_reply_is_posted_once_after_retry_after(rig: SlackRig) -> None:
+    await rig.identified()
     rig.slack.rate_limit, rig.slack.retry_after_s = 1, 1
     started = time.monotonic()
     await rig.send(message_event("hello", ts="1700000005.000100"))
@@ -175,3 +215,29 @@ async def test_a_rate_limited_reply_is_posted_once_after_retry_after(rig: SlackR
     assert time.monotonic() - started >= 1.0  # Retry-After was honoured
     await asyncio.sleep(0.3)
     assert len(rig.slack.posts) == 1
+
+
+async def test_the_apps_own_messages_make_no_turn_once_auth_test_named_its_user(rig: SlackRig) -> None:
+    await rig.identified()
+    assert rig.platform.slack is not None
+    assert rig.platform.slack.identity("default") == SlackIdentity(user_id="UBOT", bot_id="B1")
+    # the app's own post without a bot_id (e.g. a message it sent as a user): only auth.test can tell
+    assert (await rig.send(message_event("I said this", user="UBOT", ts="1700000006.000100"))).status_code == 200
+    assert (await rig.send(message_event("a human", user="U2", ts="1700000007.000100"))).status_code == 200
+    await rig.wait_posts(1)
+    await asyncio.sleep(0.2)
+    assert [p.text for p in rig.slack.posts] == ["echo: a human"]
+    assert await rig.sessions() == ["T1:C1:1700000007.000100"]
+
+
+async def test_a_failing_auth_test_leaves_the_channel_working(
+    tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
+) -> None:
+    standin, url = slack
+    standin.rate_limit = 1  # the first call, auth.test, is refused
+    async with slack_rig(tmp_path, embedder, seeded_database, standin, url) as rig:
+        await rig.send(message_event("hello", ts="1700000008.000100"))
+        await rig.wait_posts(1, within=15)
+        assert rig.slack.calls[0] == "auth.test"
+        assert rig.platform.slack is not None and rig.platform.slack.identity("default") is None
+        assert [p.text for p in rig.slack.posts] == ["echo: hello"]

@@ -106,3 +106,14 @@ async def test_unknown_alias_names_the_known_ones() -> None:
 def test_fallbacks_must_name_known_aliases() -> None:
     with pytest.raises(ValueError, match="unknown model aliases: tiny"):
         Inference({"large": ScriptedModel([])}, fallbacks={"large": ["tiny"]})
+
+
+async def test_json_mode_without_tools_or_schema_asks_for_plain_text() -> None:
+    model = ScriptedModel(["Sunny."], native_tools=False)
+    response = await Inference({"small": model}).complete(
+        "small", ModelRequest(messages=(Message(role="user", content="weather?"),), max_tokens=1)
+    )
+    assert model.requests[0].response_schema is None
+    assert model.requests[0].max_tokens == 1
+    assert response.message.content == "Sunny."
+    assert response.structured is None

@@ -1,0 +1,85 @@
+"""The server process of the HTTP benchmarks: one app on 127.0.0.1, served like ``botfactory serve`` does.
+
+    python bench/http_server.py --app bare|messages|slack --port PORT --home DIR
+
+``bare``: a Starlette endpoint that parses a JSON body and answers 202 (the floor). ``messages``: botfactory's
+app with API keys required and no worker (``botfactory serve``); prints the key. ``slack``: botfactory's app
+with Slack configured and a worker answering with a zero-latency model, replies posted to a local Slack
+stand-in (``botfactory up``). Prints ``ready [key]`` when listening; stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from botfactory.agents import Agent, Bot
+from botfactory.config import Settings
+from botfactory.server import Platform, create_app
+from botfactory.testing import ScriptedModel, SlackStandIn, run_standin_server, scripted_inference
+
+SIGNING_SECRET = "bench-signing-secret"
+
+
+def bare_app() -> Starlette:
+    async def accept(request: Request) -> Response:
+        body = json.loads(await request.body())
+        return JSONResponse({"message_id": "m", "session_id": body.get("text", ""), "seq": 1}, status_code=202)
+
+    return Starlette(routes=[Route("/v1/bots/{bot}/sessions/{session_id}/messages", accept, methods=["POST"])])
+
+
+async def serve(kind: str, port: int, home: Path) -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    platform: Platform | None = None
+    extra = ""
+    with run_standin_server(SlackStandIn(token="xoxb-bench")) as slack_url:
+        if kind == "bare":
+            app = bare_app()
+        else:
+            settings = Settings.load(
+                home=home,
+                slack_signing_secret=SIGNING_SECRET if kind == "slack" else None,
+                slack_bot_token="xoxb-bench" if kind == "slack" else None,
+                slack_bot="echo",
+                slack_api_url=f"{slack_url}/api/",
+            )
+            echo = ScriptedModel(["ok"], cycle=True)
+            platform = await Platform.start(
+                settings,
+                inference=scripted_inference({"large": echo, "small": echo}),
+                role="all" if kind == "slack" else "serve",
+            )
+            platform.bots.add(Bot(name="echo", agent=Agent(name="echo", instructions="Answer.", model="small")))
+            if kind == "messages":
+                extra = " " + (await platform.api_keys.create(bot="echo", name="bench")).secret
+            app = create_app(platform, auth="keys" if kind == "messages" else "local")
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+            await asyncio.sleep(0.02)
+        print(f"ready{extra}", flush=True)
+        await stop.wait()
+        server.should_exit = True
+        await task
+        if platform is not None:
+            await platform.aclose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", choices=["bare", "messages", "slack"], required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--home", type=Path, required=True)
+    arguments = parser.parse_args()
+    asyncio.run(serve(arguments.app, arguments.port, arguments.home))

@@ -1,0 +1,142 @@
+"""Replies to Slack: posted in their thread with each app's own token, over a "thinking…" placeholder.
+
+One :class:`SlackDeliverer` serves every app: the inbox message's ``reply_to`` names the app, and the reply goes
+out with that app's ``WebClient`` (``slack_sdk``, synchronous, so it runs on a thread). When the app has a
+``thinking_text``, the worker asks for a placeholder as a turn starts; its ``ts`` is kept in ``reply_to`` so the
+reply replaces it with ``chat.update`` (one message in the thread) and a resumed turn posts no second one. A turn
+that ends without a reply (stale, cancelled, dead-lettered) deletes its placeholder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+from botfactory.channels._slack_apps import SlackApp, SlackApps, SlackIdentity
+from botfactory.errors import MissingExtraError
+from botfactory.runtime import DeliveryError
+from botfactory.store import InboxItem, OutboxRecord
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
+__all__ = ["SLACK_CHANNEL", "SlackDeliverer"]
+
+logger = logging.getLogger(__name__)
+
+SLACK_CHANNEL: Final = "slack"
+"""The outbox channel of Slack replies (every app's)."""
+_PERMANENT: Final = frozenset({"channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "no_text"})
+_TIMEOUT_S: Final = 10
+
+
+class SlackDeliverer:
+    """Posts replies to their thread with the token of the app the message came through."""
+
+    def __init__(self, apps: SlackApps) -> None:
+        try:
+            from slack_sdk import WebClient
+        except ModuleNotFoundError:
+            raise MissingExtraError("slack", "the Slack channel") from None
+        self._apps = apps
+        self._clients: dict[str, WebClient] = {
+            app.name: WebClient(token=app.bot_token, base_url=app.api_url, timeout=_TIMEOUT_S) for app in apps
+        }
+
+    def _target(self, reply_to: dict[str, Any] | None) -> tuple[SlackApp, WebClient, dict[str, Any]]:
+        target = reply_to or {}
+        app = self._apps.get(target.get("app"))
+        if app is None:
+            raise DeliveryError(f"no Slack app {target.get('app')!r} is configured any more", permanent=True)
+        if not target.get("channel"):
+            raise DeliveryError("the reply has no Slack channel to go to", permanent=True)
+        return app, self._clients[app.name], target
+
+    async def deliver(self, reply: OutboxRecord) -> None:
+        """Post ``reply`` in its thread, replacing the turn's placeholder when there is one.
+
+        Raises:
+            DeliveryError: Slack refused or could not be reached; ``retry_after_s`` is set on a 429.
+        """
+        _, client, target = self._target(reply.reply_to)
+        placeholder = (target.get("placeholder") or {}).get("ts")
+        channel, thread_ts = str(target["channel"]), target.get("thread_ts")
+        if placeholder:
+            try:
+                await _call(client.chat_update, channel=channel, ts=str(placeholder), text=reply.text)
+                return
+            except DeliveryError as exc:
+                if "message_not_found" not in exc.message:  # someone deleted the placeholder: post anew
+                    raise
+        await _call(client.chat_postMessage, channel=channel, thread_ts=thread_ts, text=reply.text)
+
+    async def turn_started(self, item: InboxItem) -> dict[str, Any] | None:
+        """Post the app's "thinking…" placeholder in the thread; ``{"ts": ...}``, or ``None`` (off or failed)."""
+        try:
+            app, client, target = self._target(item.reply_to)
+            if not app.thinking_text:
+                return None
+            response = await _call(
+                client.chat_postMessage,
+                channel=str(target["channel"]),
+                thread_ts=target.get("thread_ts"),
+                text=app.thinking_text,
+            )
+        except DeliveryError as exc:
+            logger.warning(
+                "session_id=<%s>, error=<%s> | thinking placeholder not posted", item.session_id, exc.message
+            )
+            return None
+        ts = response.get("ts")
+        return {"ts": str(ts)} if ts else None
+
+    async def turn_abandoned(self, reply_to: dict[str, Any]) -> None:
+        """Delete the placeholder of a turn that posts no reply (stale, cancelled, dead-lettered)."""
+        try:
+            _, client, target = self._target(reply_to)
+            placeholder = (target.get("placeholder") or {}).get("ts")
+            if placeholder:
+                await _call(client.chat_delete, channel=str(target["channel"]), ts=str(placeholder))
+        except DeliveryError as exc:
+            logger.warning("error=<%s> | thinking placeholder not deleted", exc.message)
+
+    async def identify(self) -> None:
+        """Learn who each app posts as (``auth.test``), so its own messages echoed back make no turn.
+
+        A failure is logged and left alone: messages carrying a ``bot_id`` are ignored anyway.
+        """
+        for app in self._apps:
+            try:
+                response = await _call(self._clients[app.name].auth_test)
+            except DeliveryError as exc:
+                logger.warning("app=<%s>, error=<%s> | auth.test failed; relying on bot_id", app.name, exc.message)
+                continue
+            identity = SlackIdentity(user_id=response.get("user_id"), bot_id=response.get("bot_id"))
+            self._apps.set_identity(app.name, identity)
+            logger.info("app=<%s>, user_id=<%s> | Slack app identified", app.name, identity.user_id)
+
+
+async def _call(method: Any, **arguments: Any) -> dict[str, Any]:
+    """Call a ``WebClient`` method on a thread; Slack's refusals and transport errors become :class:`DeliveryError`.
+
+    Raises:
+        DeliveryError: permanent for errors a retry cannot fix; ``retry_after_s`` set on a 429.
+    """
+    from slack_sdk.errors import SlackApiError, SlackRequestError
+
+    try:
+        response = await asyncio.to_thread(method, **arguments)
+    except SlackApiError as exc:
+        status = exc.response.status_code
+        retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if status == 429:
+            raise DeliveryError(
+                "Slack rate-limited the call", retry_after_s=float(retry_after) if retry_after else None
+            ) from None
+        raise DeliveryError(f"Slack refused the call: {error or status}", permanent=error in _PERMANENT) from None
+    except (SlackRequestError, OSError) as exc:
+        raise DeliveryError(f"Slack could not be reached: {exc}") from None
+    data = response.data
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,45 @@
+"""The operations the server answers, for ``/openapi.json`` and the API-key middleware's public routes."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any, Final
+
+from botfactory.channels import (
+    AGENTCORE_OPERATIONS,
+    HTTP_OPERATIONS,
+    OPENAI_OPERATIONS,
+    SLACK_OPERATIONS,
+    ApiResponse,
+    Operation,
+    openapi_document,
+)
+from botfactory.server.platform import Platform
+
+__all__ = ["TITLE", "api_operations", "full_document", "openapi_document"]
+
+TITLE: Final = "botfactory"
+
+_DOCUMENT = Operation(
+    method="GET",
+    path="/openapi.json",
+    operation_id="openapi",
+    summary="This OpenAPI document",
+    tag="server",
+    public=True,
+    responses={200: ApiResponse(description="The OpenAPI 3.1 document of this server.")},
+)
+
+
+def api_operations(platform: Platform | None = None) -> list[Operation]:
+    """Every operation the app built for ``platform`` serves; ``None``: every operation there is.
+
+    Slack's operations are served only when Slack is configured.
+    """
+    slack = SLACK_OPERATIONS if platform is None or platform.slack is not None else ()
+    return [_DOCUMENT, *HTTP_OPERATIONS, *OPENAI_OPERATIONS, *AGENTCORE_OPERATIONS, *slack]
+
+
+def full_document() -> dict[str, Any]:
+    """The document with every operation (the committed ``docs/openapi.json``)."""
+    return openapi_document(api_operations(), title=TITLE, version=version("botfactory"))
