@@ -30,10 +30,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start(kind: str, home: Path) -> tuple[subprocess.Popen[str], int, str]:
+def start(kind: str, home: Path, *extra: str) -> tuple[subprocess.Popen[str], int, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "http_server.py"), "--app", kind, "--port", str(port), "--home", str(home)],
+        [sys.executable, str(HERE / "http_server.py"), "--app", kind, "--port", str(port), "--home", str(home), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )

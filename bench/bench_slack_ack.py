@@ -1,8 +1,9 @@
 """Slack ack latency: signed Events API requests at a fixed rate, from this (separate) process.
 
 The server is botfactory as ``botfactory up`` runs it, in a subprocess: Slack configured, a worker answering
-every message with a zero-latency model and posting the reply to a local Slack stand-in, so turns and replies
-compete with the acks for the CPU as they would in production. Every request is a new human message (its own
+every message with a zero-latency model and posting a "thinking…" placeholder and the reply (two Web API calls per
+message) to the Slack stand-in, run in a process of its own (``botfactory slack standin``; Slack is not on the
+server's machine), so turns and replies compete with the acks for the CPU as they would in production. Every request is a new human message (its own
 ``event_id`` and ``ts``), signed like Slack signs it. Latency counts from each request's scheduled send time.
 Baseline, same run: the bare Starlette endpoint of ``bench_http_messages.py`` at the same rate.
 
@@ -16,12 +17,15 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _load import Results, open_loop, post
-from bench_http_messages import start
+from bench_http_messages import free_port, start
 from http_server import SIGNING_SECRET
 
 
@@ -54,8 +58,18 @@ def bare_message(i: int) -> bytes:
     return post(f"/v1/bots/echo/sessions/s{i % 1000}/messages", json.dumps({"text": f"m{i}"}).encode(), {})
 
 
-def measure(kind: str, home: Path, rate: float, seconds: float) -> Results:
-    process, port, _ = start(kind, home)
+def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def measure(kind: str, home: Path, rate: float, seconds: float, *extra: str) -> Results:
+    process, port, _ = start(kind, home, *extra)
     make = signed_message if kind == "slack" else bare_message
     try:
         return asyncio.run(open_loop(port, make, rate=rate, duration_s=seconds))
@@ -69,9 +83,28 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        bare = measure("bare", Path(tmp), arguments.rate, arguments.seconds)
-        slack = measure("slack", Path(tmp), arguments.rate, arguments.seconds)
+    slack_port = free_port()
+    standin = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "botfactory"),
+            "slack",
+            "standin",
+            "--port",
+            str(slack_port),
+            "--token",
+            "xoxb-bench",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(slack_port)
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = measure("bare", Path(tmp), arguments.rate, arguments.seconds)
+            slack_url = f"http://127.0.0.1:{slack_port}"
+            slack = measure("slack", Path(tmp), arguments.rate, arguments.seconds, "--slack-url", slack_url)
+    finally:
+        standin.terminate()
+        standin.wait(timeout=30)
     for name, results in (("bare Starlette", bare), ("POST /slack/events", slack)):
         print(
             f"{name:20s} {len(results.latencies):6d} requests at {results.rate:5.0f}/s  statuses {results.statuses}  "

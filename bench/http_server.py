@@ -1,17 +1,19 @@
 """The server process of the HTTP benchmarks: one app on 127.0.0.1, served like ``botfactory serve`` does.
 
-    python bench/http_server.py --app bare|messages|slack --port PORT --home DIR
+    python bench/http_server.py --app bare|messages|slack --port PORT --home DIR [--slack-url URL]
 
 ``bare``: a Starlette endpoint that parses a JSON body and answers 202 (the floor). ``messages``: botfactory's
 app with API keys required and no worker (``botfactory serve``); prints the key. ``slack``: botfactory's app
-with Slack configured and a worker answering with a zero-latency model, replies posted to a local Slack
-stand-in (``botfactory up``). Prints ``ready [key]`` when listening; stops on SIGTERM.
+with Slack configured and a worker answering with a zero-latency model, replies posted to the Slack stand-in
+at ``--slack-url`` (``botfactory slack standin`` in its own process: Slack is not on the server's machine), or to
+one in this process (``botfactory up``). Prints ``ready [key]`` when listening; stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 from pathlib import Path
@@ -38,12 +40,14 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/v1/bots/{bot}/sessions/{session_id}/messages", accept, methods=["POST"])])
 
 
-async def serve(kind: str, port: int, home: Path) -> None:
+async def serve(kind: str, port: int, home: Path, slack_url: str | None) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     platform: Platform | None = None
     extra = ""
-    with run_standin_server(SlackStandIn(token="xoxb-bench")) as slack_url:
+    with contextlib.ExitStack() as stack:
+        if slack_url is None:
+            slack_url = stack.enter_context(run_standin_server(SlackStandIn(token="xoxb-bench")))
         if kind == "bare":
             app = bare_app()
         else:
@@ -81,5 +85,6 @@ if __name__ == "__main__":
     parser.add_argument("--app", choices=["bare", "messages", "slack"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--slack-url", help="A Slack stand-in running elsewhere (default: one in this process).")
     arguments = parser.parse_args()
-    asyncio.run(serve(arguments.app, arguments.port, arguments.home))
+    asyncio.run(serve(arguments.app, arguments.port, arguments.home, arguments.slack_url))
