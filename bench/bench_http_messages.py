@@ -3,7 +3,8 @@
 Both are served by uvicorn (one process, as ``botfactory serve`` runs) in a subprocess, loaded from this
 process by the same keep-alive client with the same number of connections, one after the other, then again in
 the opposite order. botfactory's request does everything a real one does: trace span, API-key check, JSON
-validation, the durable inbox write (SQLite, group commit) and the answer; no worker runs in the server.
+validation, the durable inbox write (SQLite, group commit) and the answer; no worker runs in the server. A
+diagnostic third server replaces the inbox write with a no-op, to separate the HTTP layer's cost from the write's.
 
     python bench/bench_http_messages.py [--seconds 10] [--connections 32]
 """
@@ -66,21 +67,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     arguments = parser.parse_args()
-    rates: dict[str, list[float]] = {"bare": [], "messages": []}
+    rates: dict[str, list[float]] = {"bare": [], "messages": [], "messages-nostore": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("bare", "messages", "messages", "bare"):
+        for kind in ("bare", "messages", "messages-nostore", "messages-nostore", "messages", "bare"):
             results = run(kind, Path(tmp), arguments.seconds, arguments.connections)
             bad = {status: n for status, n in results.statuses.items() if status != 202}
             if bad:
                 raise SystemExit(f"{kind}: unexpected answers {bad}")
             rates[kind].append(results.rate)
             print(
-                f"{kind:9s} {results.rate:8.0f} req/s  p50 {results.percentile(0.5):6.2f} ms  "
+                f"{kind:16s} {results.rate:8.0f} req/s  p50 {results.percentile(0.5):6.2f} ms  "
                 f"p99 {results.percentile(0.99):6.2f} ms",
                 flush=True,
             )
-    bare, messages = sum(rates["bare"]) / 2, sum(rates["messages"]) / 2
+    bare, messages, http_only = (sum(rates[kind]) / 2 for kind in ("bare", "messages", "messages-nostore"))
     print(f"POST .../messages: {messages:.0f} req/s = {messages / bare:.2f} of a bare Starlette endpoint ({bare:.0f})")
+    print(f"  diagnostic, inbox write replaced by a no-op: {http_only:.0f} req/s = {http_only / bare:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The server process of the HTTP benchmarks: one app on 127.0.0.1, served like ``botfactory serve`` does.
 
-    python bench/http_server.py --app bare|messages|slack --port PORT --home DIR [--slack-url URL]
+    python bench/http_server.py --app bare|messages|messages-nostore|slack --port PORT --home DIR [--slack-url URL]
 
 ``bare``: a Starlette endpoint that parses a JSON body and answers 202 (the floor). ``messages``: botfactory's
-app with API keys required and no worker (``botfactory serve``); prints the key. ``slack``: botfactory's app
+app with API keys required and no worker (``botfactory serve``); prints the key. ``messages-nostore``: the same
+with the inbox write replaced by a no-op (a diagnostic: what the HTTP layer alone costs; nothing is stored). ``slack``: botfactory's app
 with Slack configured and a worker answering with a zero-latency model, replies posted to the Slack stand-in
 at ``--slack-url`` (``botfactory slack standin`` in its own process: Slack is not on the server's machine), or to
 one in this process (``botfactory up``). Prints ``ready [key]`` when listening; stops on SIGTERM.
@@ -27,6 +28,7 @@ from starlette.routing import Route
 from botfactory.agents import Agent, Bot
 from botfactory.config import Settings
 from botfactory.server import Platform, create_app
+from botfactory.store import Enqueued, Inbound
 from botfactory.testing import ScriptedModel, SlackStandIn, run_standin_server, scripted_inference
 
 SIGNING_SECRET = "bench-signing-secret"
@@ -65,9 +67,15 @@ async def serve(kind: str, port: int, home: Path, slack_url: str | None) -> None
                 role="all" if kind == "slack" else "serve",
             )
             platform.bots.add(Bot(name="echo", agent=Agent(name="echo", instructions="Answer.", model="small")))
-            if kind == "messages":
+            if kind.startswith("messages"):
                 extra = " " + (await platform.api_keys.create(bot="echo", name="bench")).secret
-            app = create_app(platform, auth="keys" if kind == "messages" else "local")
+            if kind == "messages-nostore":
+
+                async def no_write(message: Inbound, policy: str = "enqueue") -> Enqueued:
+                    return Enqueued(message_id="m", session_id=message.session_id, seq=1, duplicate=False)
+
+                platform.runtime.queue.enqueue = no_write  # type: ignore[method-assign]
+            app = create_app(platform, auth="keys" if kind.startswith("messages") else "local")
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
         task = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
@@ -82,7 +90,7 @@ async def serve(kind: str, port: int, home: Path, slack_url: str | None) -> None
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--app", choices=["bare", "messages", "slack"], required=True)
+    parser.add_argument("--app", choices=["bare", "messages", "messages-nostore", "slack"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--slack-url", help="A Slack stand-in running elsewhere (default: one in this process).")
