@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from botfactory.channels._access import check_bot_allowed, check_session_visible, key_bot
 from botfactory.channels._streaming import invoke_with_events
 from botfactory.errors import BotfactoryError, InvalidInputError, PayloadTooLargeError
 from botfactory.runtime import InvokeResult, Runtime
@@ -187,19 +188,24 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
     async def list_sessions(request: Request) -> Response:
         active = _flag(request, "active", default=False)
         limit = _limit(request)
-        bot = request.query_params.get("bot") or None
+        bot = request.query_params.get("bot") or key_bot(request)
+        if bot is not None:
+            check_bot_allowed(request, bot)
         found = await runtime.list_sessions(active=active, bot=bot, limit=limit)
         return JSONResponse({"sessions": [runtime.summary_to_dict(summary) for summary in found]})
 
     async def get_session(request: Request) -> Response:
-        view = await runtime.session(_session_id(request))
+        session_id = _session_id(request)
+        view = await runtime.session(session_id)
+        check_session_visible(request, session_id, view.session.bot)
         return JSONResponse(view.to_dict())
 
     async def session_events(request: Request) -> Response:
         session_id = _session_id(request)
         after = _event_cursor(request)
         follow = _flag(request, "follow", default=True)
-        await runtime.store.get_session(session_id)  # 404 now, not in the middle of a stream
+        session = await runtime.store.get_session(session_id)  # 404 now, not in the middle of a stream
+        check_session_visible(request, session_id, session.bot)
         return StreamingResponse(
             _event_stream(runtime, session_id, after=after, follow=follow),
             media_type="text/event-stream",
@@ -207,7 +213,10 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
         )
 
     async def cancel_session(request: Request) -> Response:
-        result = await runtime.cancel(_session_id(request))
+        session_id = _session_id(request)
+        if key_bot(request) is not None:
+            check_session_visible(request, session_id, (await runtime.store.get_session(session_id)).bot)
+        result = await runtime.cancel(session_id)
         return JSONResponse(
             {
                 "session_id": result.session_id,

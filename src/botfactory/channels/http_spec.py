@@ -181,7 +181,9 @@ HTTP_OPERATIONS: Final[tuple[Operation, ...]] = (
         path="/v1/sessions",
         operation_id="listSessions",
         summary="List sessions",
+        description="A key limited to one bot lists that bot's sessions (asking for another bot's is 403).",
         tag="sessions",
+        errors=(403,),
         params=(
             QueryParam(name="active", description="Only sessions active within the idle timeout.", schema=_BOOL),
             QueryParam(name="bot", description="Only this bot's sessions."),

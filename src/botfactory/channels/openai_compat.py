@@ -30,15 +30,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from botfactory import errors
+from botfactory.channels._access import check_bot_allowed, key_bot, principal_of
 from botfactory.channels.http import KEEPALIVE_S, read_json
 from botfactory.errors import (
     BotfactoryError,
     BotNotFoundError,
-    ForbiddenError,
     InvalidFieldError,
     ModelNotFoundError,
 )
-from botfactory.identity import Principal
 from botfactory.inference import (
     ChatCompletionBody,
     Inference,
@@ -74,7 +73,7 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
     max_bytes = runtime.settings.max_request_bytes
 
     async def list_bots(request: Request) -> Response:
-        principal = _principal(request)
+        principal = principal_of(request)
         allowed = [bot.name for bot in runtime.bots if principal is None or principal.allows_bot(bot.name)]
         return JSONResponse({"object": "list", "data": [_model_entry(name) for name in allowed]})
 
@@ -84,7 +83,7 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
     @_answers_in_openai_shape(retry_safe=False)
     async def bot_completion(request: Request) -> Response:
         body = parse_chat_body(await read_json(request, max_bytes=max_bytes))
-        _check_bot_allowed(request, body.model)  # before the lookup: a key for one bot learns of no others
+        check_bot_allowed(request, body.model)  # before the lookup: a key for one bot learns of no others
         if body.model not in runtime.bots:
             known = ", ".join(bot.name for bot in runtime.bots) or "none"
             raise ModelNotFoundError(f"no bot named {body.model!r} (bots: {known}); GET /v1/models lists them")
@@ -117,9 +116,9 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
                 f"no model alias {body.model!r} (aliases: {known}); GET /v1/inference/models lists them"
             )
         model_request = to_model_request(body)
-        bot = _header_key(request, BOT_HEADER) or _key_bot(request)
+        bot = _header_key(request, BOT_HEADER) or key_bot(request)
         if bot is not None:
-            _check_bot_allowed(request, bot)
+            check_bot_allowed(request, bot)
         response = await _metered_complete(
             runtime,
             inference,
@@ -149,26 +148,6 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
 
 def _model_entry(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "botfactory"}
-
-
-def _principal(request: Request) -> Principal | None:
-    principal = getattr(request.state, "principal", None)  # set by the server's authentication middleware
-    return principal if isinstance(principal, Principal) else None
-
-
-def _key_bot(request: Request) -> str | None:
-    """The bot the caller's API key is limited to, if any: its inference calls count against that bot."""
-    principal = _principal(request)
-    return principal.bot if principal is not None else None
-
-
-def _check_bot_allowed(request: Request, bot: str) -> None:
-    principal = _principal(request)
-    if principal is not None and not principal.allows_bot(bot):
-        raise ForbiddenError(
-            f"API key {principal.key_id} may only use bot '{principal.bot}', not '{bot}'; "
-            "create a key for that bot with `botfactory keys create --bot NAME`"
-        )
 
 
 def _header_key(request: Request, name: str) -> str | None:

@@ -247,6 +247,32 @@ async def test_a_key_scoped_to_one_bot_is_forbidden_on_another(platform: Platfor
     assert [s.id for s in await platform.store.list_sessions()] == ["s-1"]  # nothing stored for refused requests
 
 
+async def test_a_bot_scoped_key_neither_sees_nor_cancels_another_bots_sessions(
+    platform: Platform, keys_server: str
+) -> None:
+    await platform.runtime.enqueue("echo", session_id="mine", text="hello")
+    await platform.runtime.enqueue("support", session_id="theirs", text="hello")
+    issued = await new_key(platform, "echo")
+    async with httpx.AsyncClient(base_url=keys_server, trust_env=False, headers=bearer(issued)) as http:
+        listed = await http.get("/v1/sessions")
+        asked_other = await http.get("/v1/sessions", params={"bot": "support"})
+        own = await http.get("/v1/sessions/mine")
+        hidden = [
+            await http.get("/v1/sessions/theirs"),
+            await http.get("/v1/sessions/theirs/events", params={"follow": "false"}),
+            await http.post("/v1/sessions/theirs/cancel"),
+        ]
+        missing = await http.get("/v1/sessions/no-such-session")
+
+    assert [s["id"] for s in listed.json()["sessions"]] == ["mine"]
+    assert asked_other.status_code == 403
+    assert own.status_code == 200
+    for response in hidden:  # indistinguishable from a session that does not exist
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == missing.json()["error"]["code"]
+    assert (await platform.runtime.session("theirs")).inbox[0].status != "cancelled"
+
+
 async def test_local_mode_lets_this_machine_in_without_a_key_but_still_checks_keys(platform: Platform) -> None:
     scoped = await new_key(platform, "echo")
     async with (
