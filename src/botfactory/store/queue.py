@@ -159,6 +159,9 @@ class RuntimeStore:
         self._event_rows: list[dict[str, Any]] = []
         self._events_scheduled = False
         self._notify_channels: set[str] = set()
+        self._pending_usage: dict[tuple[str, str, str], list[float]] = {}
+        writer.on_begin.append(self._pending_usage.clear)
+        writer.before_commit.append(self._write_usage)
         writer.before_commit.append(self._send_notifications)
 
     @property
@@ -603,15 +606,32 @@ class RuntimeStore:
             await self.writer.write(lambda connection: self._add_usage(connection, usage))
 
     def _add_usage(self, connection: sa.Connection, usage: UsageDelta) -> None:
-        rows = [{"scope": "bot", "key": usage.bot, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost}]
+        """Count ``usage`` in this transaction; the counters are written once, last, by :meth:`_write_usage`."""
+        del connection
+        keys = [("bot", usage.bot, usage.day)]
         if usage.session_id is not None:
-            rows.append(
-                {"scope": "session", "key": usage.session_id, "day": "", "tokens": usage.tokens, "cost": usage.cost}
-            )
+            keys.append(("session", usage.session_id, ""))
         if usage.user_id is not None:
-            rows.append(
-                {"scope": "user", "key": usage.user_id, "day": usage.day, "tokens": usage.tokens, "cost": usage.cost}
-            )
+            keys.append(("user", usage.user_id, usage.day))
+        for key in keys:
+            total = self._pending_usage.setdefault(key, [0, 0.0])
+            total[0] += usage.tokens
+            total[1] += usage.cost
+
+    def _write_usage(self, connection: sa.Connection) -> None:
+        """Add the transaction's usage to the counters: after every other write, in key order.
+
+        A bot's daily counter is one row every worker updates. Taken last (every other row this transaction locks
+        is already locked) and in one order, it can never be part of a deadlock between processes' batches; taken
+        in the middle of a batch, it deadlocked with a session's queue row or an outbox row another process held.
+        """
+        if not self._pending_usage:
+            return
+        rows = [
+            {"scope": scope, "key": key, "day": day, "tokens": int(tokens), "cost": cost}
+            for (scope, key, day), (tokens, cost) in sorted(self._pending_usage.items())
+        ]
+        self._pending_usage.clear()
         self._add_usage_statement.run(connection, rows)
 
     # Ending a turn

@@ -83,6 +83,8 @@ class BatchWriter:
         """Called on the event loop after every committed batch."""
         self.before_commit: list[Callable[[sa.Connection], None]] = []
         """Run on the writer thread at the end of every batch's transaction, inside it."""
+        self.on_begin: list[Callable[[], None]] = []
+        """Run on the writer thread as every transaction begins (reset what a rolled-back attempt gathered)."""
 
     async def write(self, operation: Operation[T], *, alone: bool = False) -> T:
         """Run ``operation`` in the next batch and return its result once the batch has committed.
@@ -200,6 +202,8 @@ class BatchWriter:
         connection = self._writer_connection()
         try:
             with connection.begin():
+                for reset in self.on_begin:
+                    reset()
                 results = [operation(connection) for operation in operations]
                 for hook in self.before_commit:
                     hook(connection)
