@@ -32,7 +32,7 @@ class OpenAIProvider:
         timeout_s: Per-attempt timeout (connecting is capped at 10 s so a dead server fails fast).
         max_retries: Retries of 429, 5xx, connection errors and timeouts.
         transport: HTTP transport override (``httpx.MockTransport`` in tests).
-        trust_env: Honour proxy environment variables; off for loopback servers.
+        trust_env: Honour proxy environment variables (never for a loopback ``base_url``).
         sleep: Awaitable sleep used between retries (injectable for tests).
     """
 
@@ -49,6 +49,8 @@ class OpenAIProvider:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.endpoint = redact_url(self.base_url)
+        # A proxy from the environment must never carry calls to a model server on this machine.
+        trust_env = trust_env and httpx.URL(self.base_url).host not in _LOOPBACK_HOSTS
         self.retry = RetryPolicy(max_retries, sleep=sleep)
         self._secrets = (api_key,) if api_key else ()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -84,6 +86,9 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class OpenAIChatModel(Model):
