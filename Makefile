@@ -57,6 +57,9 @@ bench: install-dev
 	$(PY) bench/bench_knowledge_search.py
 	$(PY) bench/bench_local_model.py
 	$(PY) bench/bench_support_latency.py
+	$(PY) bench/bench_http_messages.py
+	$(PY) bench/bench_slack_ack.py
+	$(PY) bench/bench_inference_endpoint.py --metered
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
