@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from botfactory.errors import BotfactoryError, ForbiddenError, UnauthenticatedError
-from botfactory.identity import LOCAL_PRINCIPAL, ApiKeys, Principal
+from botfactory.identity import KEY_PREFIX, LOCAL_PRINCIPAL, ApiKeys, Principal
 
 __all__ = ["AuthMiddleware", "AuthMode", "is_exempt"]
 
@@ -122,9 +122,11 @@ class AuthMiddleware:
     async def _principal(self, scope: Scope) -> Principal:
         headers = _headers(scope)
         secret = _presented_key(headers)
-        if secret is not None:
+        local = self.mode == "local" and _from_this_machine(scope, headers)
+        if secret is not None and not (local and not secret.startswith(KEY_PREFIX)):
             return await self.keys.authenticate(secret)
-        if self.mode == "local" and _from_this_machine(scope, headers):
+        # Locally, a token that is not a botfactory key is no key at all: OpenAI clients must send one ("unused").
+        if local:
             return LOCAL_PRINCIPAL
         raise UnauthenticatedError(f"this endpoint needs an API key: {_HOW}")
 

@@ -287,8 +287,15 @@ async def test_local_mode_lets_this_machine_in_without_a_key_but_still_checks_ke
         proxied = await http.get("/v1/bots", headers={"x-forwarded-for": "203.0.113.9"})
         foreign_page = await http.get("/v1/bots", headers={"origin": "http://evil.example"})
         local_page = await http.get("/v1/bots", headers={"origin": "http://localhost:3000"})
+        openai_placeholder = await http.get("/v1/bots", headers={"authorization": "Bearer unused"})
+        proxied_placeholder = await http.get(
+            "/v1/bots", headers={"authorization": "Bearer unused", "x-forwarded-for": "203.0.113.9"}
+        )
 
     assert anonymous.status_code == 202
+    # OpenAI clients must send some key: locally, one that is not a botfactory key counts as none.
+    assert openai_placeholder.status_code == 200
+    assert_unauthenticated(proxied_placeholder)
     assert_unauthenticated(wrong)
     assert other_bot.status_code == 403
     assert_unauthenticated(proxied)  # a reverse proxy on this machine must not open the API to everyone
