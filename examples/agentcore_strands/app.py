@@ -29,7 +29,8 @@ from strands.models.openai import OpenAIModel
 BOTFACTORY_SESSION = "x-amzn-bedrock-agentcore-runtime-custom-botfactory-session-id"
 SYSTEM_PROMPT = "You are a concise assistant. Use the word_count tool when asked to count words."
 
-NO_KEY = "no-key"  # the OpenAI client insists on a key; without BOTFACTORY_API_KEY none is sent at all
+# The OpenAI client insists on a key; botfactory's local mode (``botfactory up``) takes a non-botfactory one as none.
+NO_KEY = "local"
 
 app = BedrockAgentCoreApp()
 _agents: dict[str, Agent] = {}  # one Strands agent (and so one conversation) per contract session
@@ -46,18 +47,13 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-async def _without_placeholder_key(request: httpx.Request) -> None:
-    if request.headers.get("authorization") == f"Bearer {NO_KEY}":
-        del request.headers["authorization"]  # a wrong key is refused even where no key is needed
-
-
 def _agent_for(context: RequestContext) -> Agent:
     """The session's agent; its model calls name the bot and the botfactory session, for budgets and metering."""
     global _http
     session = context.session_id or "default"
     if session not in _agents:
         if _http is None:  # created here, on the SDK's worker event loop where every handler runs
-            _http = httpx.AsyncClient(timeout=300, event_hooks={"request": [_without_placeholder_key]})
+            _http = httpx.AsyncClient(timeout=300)
         headers = {"X-Botfactory-Bot": os.environ.get("BOTFACTORY_BOT", "strands")}
         botfactory_session = (context.request_headers or {}).get(BOTFACTORY_SESSION)
         if botfactory_session:
