@@ -7,16 +7,17 @@ test starts from a seeded knowledge base without paying for the ingest again.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from slack_rig import TOKEN, SlackRig, slack_rig
 
 from botfactory.config import Settings
 from botfactory.memory import OnnxMiniLMEmbedder
 from botfactory.server import Platform, open_knowledge
 from botfactory.store import Store
-from botfactory.testing import ScriptedModel, scripted_inference
+from botfactory.testing import ScriptedModel, SlackStandIn, run_standin_server, scripted_inference
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,20 @@ async def platform(
         yield started
     finally:
         await started.aclose()
+
+
+@pytest.fixture
+def slack() -> Iterator[tuple[SlackStandIn, str]]:
+    """A Slack stand-in accepting the rig's token, on a real loopback server: ``(stand-in, base URL)``."""
+    standin = SlackStandIn(token=TOKEN)
+    with run_standin_server(standin) as url:
+        yield standin, url
+
+
+@pytest.fixture
+async def rig(
+    tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
+) -> AsyncIterator[SlackRig]:
+    """The echo bot answering Slack on channels C1 and C2 (see ``slack_rig``)."""
+    async with slack_rig(tmp_path, embedder, seeded_database, *slack) as started:
+        yield started

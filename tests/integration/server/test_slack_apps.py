@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from test_slack import TOKEN, SlackRig, slack_rig
+from slack_rig import TOKEN, SlackRig, slack_rig
 
 from botfactory.config import DEFAULT_SLACK_THINKING, SlackAppConfig
 from botfactory.memory import OnnxMiniLMEmbedder
@@ -26,6 +26,7 @@ bot = Bot(name="loud", agent=Agent(name="loud", instructions="Repeat the user, l
 
 @pytest.fixture
 def slack() -> Iterator[tuple[SlackStandIn, str]]:
+    """The conftest's stand-in, also accepting the two apps' tokens."""
     standin = SlackStandIn(token=TOKEN, tokens=("xoxb-alpha", "xoxb-beta"))
     with run_standin_server(standin) as url:
         yield standin, url

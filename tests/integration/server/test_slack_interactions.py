@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from test_slack import SECRET, TOKEN, SlackRig, slack_rig
+from slack_rig import SECRET, SlackRig
 
 from botfactory.channels import SlackAction
-from botfactory.memory import OnnxMiniLMEmbedder
 from botfactory.runtime import Runtime
-from botfactory.testing import SlackStandIn, action_payload, run_standin_server, sign, signed_interaction
-
-
-@pytest.fixture
-def slack() -> Iterator[tuple[SlackStandIn, str]]:
-    standin = SlackStandIn(token=TOKEN)
-    with run_standin_server(standin) as url:
-        yield standin, url
-
-
-@pytest.fixture
-async def rig(
-    tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
-) -> AsyncIterator[SlackRig]:
-    async with slack_rig(tmp_path, embedder, seeded_database, *slack) as started:
-        yield started
+from botfactory.testing import action_payload, sign, signed_interaction
 
 
 @pytest.fixture
