@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 # The serve-and-worker suite's helpers and fixtures: a seeded home, an ``echo`` bot, models on a stand-in server.
-from test_runtime_cli import OpenAIStandIn, Process, child_env, home, seeded_database  # noqa: F401
+from test_runtime_cli import OpenAIStandIn, Process, child_env, home  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

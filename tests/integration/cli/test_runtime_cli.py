@@ -32,10 +32,8 @@ from botfactory.agents import Agent, Bot, BotRegistry, Engine
 from botfactory.cli import main
 from botfactory.config import Settings
 from botfactory.inference import ModelRequest
-from botfactory.memory import KnowledgeBase, OnnxMiniLMEmbedder
 from botfactory.runtime import Runtime, start_runtime
-from botfactory.server import DEFAULT_KB
-from botfactory.store import KnowledgeStore, Store
+from botfactory.store import Store
 from botfactory.testing import ScriptedModel, scripted_inference
 
 pytestmark = pytest.mark.integration
@@ -388,23 +386,6 @@ class Process:
         for stream in (self.popen.stdout, self.popen.stderr):
             if stream is not None:
                 stream.close()
-
-
-@pytest.fixture(scope="module")
-def seeded_database(tmp_path_factory: pytest.TempPathFactory, embedder: OnnxMiniLMEmbedder) -> Path:
-    """A database whose default knowledge base holds one small document, so child processes skip seeding it with
-    the shipped docs (their bots never search) and start in about a second."""
-    root = tmp_path_factory.mktemp("seeded-cli")
-    (root / "docs").mkdir()
-    (root / "docs" / "note.md").write_text("# Note\n\nThe runtime tests need no documentation.\n")
-
-    async def seed() -> None:
-        async with await Store.open(f"sqlite:///{root / 'botfactory.db'}") as store:
-            knowledge = KnowledgeBase(DEFAULT_KB, KnowledgeStore(store.engine), embedder)
-            assert (await knowledge.ingest(root / "docs")).added == 1
-
-    asyncio.run(seed())
-    return root / "botfactory.db"
 
 
 @pytest.fixture

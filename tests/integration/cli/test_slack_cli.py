@@ -24,9 +24,8 @@ from pydantic import SecretStr
 from botfactory.cli import main
 from botfactory.config import Settings
 from botfactory.inference import ModelRequest
-from botfactory.memory import KnowledgeBase, OnnxMiniLMEmbedder
-from botfactory.server import DEFAULT_KB, Platform, create_app
-from botfactory.store import KnowledgeStore, Store
+from botfactory.memory import OnnxMiniLMEmbedder
+from botfactory.server import Platform, create_app
 from botfactory.testing import ScriptedModel, SlackStandIn, run_standin_server, scripted_inference, serve_app
 
 pytestmark = pytest.mark.integration
@@ -38,22 +37,6 @@ SECRET = "laptop-signing-secret"
 def echo(request: ModelRequest) -> str:
     last = next(m for m in reversed(request.messages) if m.role == "user")
     return f"echo: {last.content}"
-
-
-@pytest.fixture(scope="module")
-def seeded_database(tmp_path_factory: pytest.TempPathFactory, embedder: OnnxMiniLMEmbedder) -> Path:
-    """A database whose knowledge base holds one small document, so the platform skips seeding the shipped docs."""
-    root = tmp_path_factory.mktemp("seeded-slack-cli")
-    (root / "docs").mkdir()
-    (root / "docs" / "parking.md").write_text("# Parking\n\nGuests park in lot B.\n")
-
-    async def seed() -> None:
-        async with await Store.open(f"sqlite:///{root / 'botfactory.db'}") as store:
-            knowledge = KnowledgeBase(DEFAULT_KB, KnowledgeStore(store.engine), embedder)
-            assert (await knowledge.ingest(root / "docs")).added == 1
-
-    asyncio.run(seed())
-    return root / "botfactory.db"
 
 
 @pytest.fixture
