@@ -6,16 +6,15 @@ on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botfactory.errors import ApiKeyNotFoundError, InvalidInputError
-from botfactory.store.engine import begin_write, database_error
+from botfactory.store.engine import database_error, reading, writing
 from botfactory.store.schema import api_keys
 
 __all__ = ["ApiKeyRecord", "ApiKeyStore"]
@@ -92,22 +91,6 @@ class ApiKeyStore:
         self._engine = engine
         self._clock = clock
 
-    @contextlib.asynccontextmanager
-    async def _read(self, doing: str) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.connect() as connection:
-                yield connection
-        except sa.exc.DBAPIError as exc:
-            raise database_error(exc, self._engine.url, doing=doing) from exc
-
-    @contextlib.asynccontextmanager
-    async def _write(self, doing: str) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with begin_write(self._engine) as connection:
-                yield connection
-        except sa.exc.DBAPIError as exc:
-            raise database_error(exc, self._engine.url, doing=doing) from exc
-
     async def create(
         self, *, key_id: str, prefix: str, key_hash: str, bot: str | None, name: str | None
     ) -> ApiKeyRecord:
@@ -129,18 +112,22 @@ class ApiKeyStore:
         record = ApiKeyRecord(
             id=key_id, prefix=prefix, bot=bot, name=name, created_at=self._clock(), last_used_at=None, revoked_at=None
         )
-        async with self._write("creating an API key") as connection:
-            await connection.execute(
-                api_keys.insert().values(
-                    id=key_id, prefix=prefix, hash=key_hash, bot=bot, name=name, created_at=record.created_at
+        doing = "creating an API key"
+        try:
+            async with writing(self._engine, doing) as connection:
+                await connection.execute(
+                    api_keys.insert().values(
+                        id=key_id, prefix=prefix, hash=key_hash, bot=bot, name=name, created_at=record.created_at
+                    )
                 )
-            )
+        except sa.exc.IntegrityError as exc:  # a repeated id or hash: astronomically unlikely, never overwritten
+            raise database_error(exc, self._engine.url, doing=doing) from exc
         return record
 
     async def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The key whose secret hashes to ``key_hash``, revoked or not; ``None`` when there is none."""
         query = sa.select(*_COLUMNS, api_keys.c.hash).where(api_keys.c.hash == key_hash)
-        async with self._read("looking up an API key") as connection:
+        async with reading(self._engine, "looking up an API key") as connection:
             row = (await connection.execute(query)).first()
         return None if row is None else _record(row._mapping)
 
@@ -150,7 +137,7 @@ class ApiKeyStore:
         Raises:
             ApiKeyNotFoundError: No key has that id.
         """
-        async with self._read("reading an API key") as connection:
+        async with reading(self._engine, "reading an API key") as connection:
             row = (await connection.execute(sa.select(*_COLUMNS).where(api_keys.c.id == key_id))).first()
         if row is None:
             raise _not_found(key_id)
@@ -161,14 +148,14 @@ class ApiKeyStore:
         query = sa.select(*_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.id)
         if not include_revoked:
             query = query.where(api_keys.c.revoked_at.is_(None))
-        async with self._read("listing API keys") as connection:
+        async with reading(self._engine, "listing API keys") as connection:
             rows = (await connection.execute(query)).all()
         return [_record(row._mapping) for row in rows]
 
     async def count_active(self) -> int:
         """How many keys are not revoked."""
         query = sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
-        async with self._read("counting API keys") as connection:
+        async with reading(self._engine, "counting API keys") as connection:
             return int((await connection.execute(query)).scalar_one())
 
     async def revoke(self, key_id: str) -> tuple[ApiKeyRecord, bool]:
@@ -180,7 +167,7 @@ class ApiKeyStore:
         Raises:
             ApiKeyNotFoundError: No key has that id.
         """
-        async with self._write("revoking an API key") as connection:
+        async with writing(self._engine, "revoking an API key") as connection:
             changed = await connection.execute(
                 api_keys.update()
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
@@ -202,7 +189,7 @@ class ApiKeyStore:
         """
         at = self._clock() if now is None else now
         recent = api_keys.c.last_used_at > at - min_interval_s
-        async with self._write("recording an API key's use") as connection:
+        async with writing(self._engine, "recording an API key's use") as connection:
             changed = await connection.execute(
                 api_keys.update()
                 .where(api_keys.c.id == key_id, sa.or_(api_keys.c.last_used_at.is_(None), sa.not_(recent)))

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from botfactory.errors import InvalidInputError, NotFoundError, SessionNotFoundError, StoreError
 from botfactory.messages import Role
 from botfactory.store import migrate as migrations
-from botfactory.store.engine import begin_write, create_engine, database_error
+from botfactory.store.engine import begin_write, create_engine, database_error, reading, writing
 from botfactory.store.records import (
     FinishedTurnStatus,
     MessageRecord,
@@ -121,23 +121,13 @@ class Store:
     ) -> None:
         await self.close()
 
-    @contextlib.asynccontextmanager
-    async def _read(self, doing: str) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engine.connect() as connection:
-                yield connection
-        except sa.exc.DBAPIError as exc:
-            raise database_error(exc, self.engine.url, doing=doing) from exc
+    def _read(self, doing: str) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return reading(self.engine, doing)
 
     @contextlib.asynccontextmanager
     async def _write(self, doing: str) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._write_queue, begin_write(self.engine) as connection:
-                yield connection
-        except sa.exc.IntegrityError:
-            raise  # callers turn constraint violations into errors about their own arguments
-        except sa.exc.DBAPIError as exc:
-            raise database_error(exc, self.engine.url, doing=doing) from exc
+        async with self._write_queue, writing(self.engine, doing) as connection:
+            yield connection
 
     # Sessions
 

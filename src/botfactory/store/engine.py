@@ -25,7 +25,9 @@ __all__ = [
     "create_sync_engine",
     "database_error",
     "normalize_url",
+    "reading",
     "safe_url",
+    "writing",
 ]
 
 WRITE_OPTIONS: Final = {_sqlite.WRITE_OPTION: True}
@@ -132,6 +134,32 @@ async def begin_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         await connection.execution_options(**WRITE_OPTIONS)
         async with connection.begin():
             yield connection
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine, doing: str) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads; a driver failure becomes a :class:`StoreError` saying what was being done."""
+    try:
+        async with engine.connect() as connection:
+            yield connection
+    except sa.exc.DBAPIError as exc:
+        raise database_error(exc, engine.url, doing=doing) from exc
+
+
+@asynccontextmanager
+async def writing(engine: AsyncEngine, doing: str) -> AsyncIterator[AsyncConnection]:
+    """A :func:`begin_write` transaction; a driver failure becomes a :class:`StoreError` saying what was being done.
+
+    Constraint violations (``IntegrityError``) pass through: callers turn them into errors about their own
+    arguments (a duplicate id, an unknown session).
+    """
+    try:
+        async with begin_write(engine) as connection:
+            yield connection
+    except sa.exc.IntegrityError:
+        raise
+    except sa.exc.DBAPIError as exc:
+        raise database_error(exc, engine.url, doing=doing) from exc
 
 
 def create_sync_engine(url: str) -> sa.Engine:

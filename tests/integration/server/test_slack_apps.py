@@ -53,42 +53,11 @@ def two_apps(url: str) -> dict[str, SlackAppConfig]:
     }
 
 
-async def test_two_apps_answer_with_their_own_bot_and_post_with_their_own_token(
+@pytest.fixture
+async def rig(
     tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
-) -> None:
-    standin, url = slack
-    (tmp_path / "bots").mkdir()
-    (tmp_path / "bots" / "loud.py").write_text(LOUD_BOT)
-    apps = two_apps(url)
-    async with slack_rig(
-        tmp_path,
-        embedder,
-        seeded_database,
-        standin,
-        url,
-        slack_signing_secret=None,
-        slack_bot_token=None,
-        slack_apps=apps,
-    ) as rig:
-        assert rig.platform.slack is not None and sorted(app.name for app in rig.platform.slack) == ["alpha", "beta"]
-        alpha = message_event("from alpha", channel="C1", ts="1700000100.000100", api_app_id="AALPHA")
-        beta = message_event("from beta", channel="C7", ts="1700000101.000100", event_id="Ev2")  # no app id: by secret
-        assert (await rig.send(alpha, secret=ALPHA_SECRET)).status_code == 200
-        assert (await rig.send(beta, secret=BETA_SECRET)).status_code == 200
-        await rig.wait_posts(2)
-        by_thread = {p.thread_ts: p for p in rig.slack.posts}
-        assert (by_thread["1700000100.000100"].token, by_thread["1700000100.000100"].text) == (
-            "xoxb-alpha",
-            "echo: from alpha",
-        )
-        assert (by_thread["1700000101.000100"].token, by_thread["1700000101.000100"].channel) == ("xoxb-beta", "C7")
-        bots = {s.id: s.bot for s in await rig.platform.store.list_sessions()}
-        assert bots == {"T1:C1:1700000100.000100": "echo", "T1:C7:1700000101.000100": "loud"}
-
-
-async def test_a_request_no_app_signed_or_signed_by_another_app_than_it_names_is_refused(
-    tmp_path: Path, embedder: OnnxMiniLMEmbedder, seeded_database: Path, slack: tuple[SlackStandIn, str]
-) -> None:
+) -> AsyncIterator[SlackRig]:
+    """Replaces the conftest's rig: the echo bot answering app ``alpha``, the loud bot app ``beta``."""
     standin, url = slack
     (tmp_path / "bots").mkdir()
     (tmp_path / "bots" / "loud.py").write_text(LOUD_BOT)
@@ -102,13 +71,34 @@ async def test_a_request_no_app_signed_or_signed_by_another_app_than_it_names_is
         slack_bot_token=None,
         slack_apps=two_apps(url),
     ) as rig:
-        unknown = await rig.send(message_event("hi"), secret="nobodys-secret")
-        assert unknown.status_code == 401
-        assert "no configured Slack app" in unknown.json()["error"]["message"]
-        # names alpha's app id but carries beta's signature: alpha's secret alone decides
-        crossed = await rig.send(message_event("hi", api_app_id="AALPHA"), secret=BETA_SECRET)
-        assert crossed.status_code == 401
-        assert await rig.sessions() == []
+        yield rig
+
+
+async def test_two_apps_answer_with_their_own_bot_and_post_with_their_own_token(rig: SlackRig) -> None:
+    assert rig.platform.slack is not None and sorted(app.name for app in rig.platform.slack) == ["alpha", "beta"]
+    alpha = message_event("from alpha", channel="C1", ts="1700000100.000100", api_app_id="AALPHA")
+    beta = message_event("from beta", channel="C7", ts="1700000101.000100", event_id="Ev2")  # no app id: by secret
+    assert (await rig.send(alpha, secret=ALPHA_SECRET)).status_code == 200
+    assert (await rig.send(beta, secret=BETA_SECRET)).status_code == 200
+    await rig.wait_posts(2)
+    by_thread = {p.thread_ts: p for p in rig.slack.posts}
+    assert (by_thread["1700000100.000100"].token, by_thread["1700000100.000100"].text) == (
+        "xoxb-alpha",
+        "echo: from alpha",
+    )
+    assert (by_thread["1700000101.000100"].token, by_thread["1700000101.000100"].channel) == ("xoxb-beta", "C7")
+    bots = {s.id: s.bot for s in await rig.platform.store.list_sessions()}
+    assert bots == {"T1:C1:1700000100.000100": "echo", "T1:C7:1700000101.000100": "loud"}
+
+
+async def test_a_request_no_app_signed_or_signed_by_another_app_than_it_names_is_refused(rig: SlackRig) -> None:
+    unknown = await rig.send(message_event("hi"), secret="nobodys-secret")
+    assert unknown.status_code == 401
+    assert "no configured Slack app" in unknown.json()["error"]["message"]
+    # names alpha's app id but carries beta's signature: alpha's secret alone decides
+    crossed = await rig.send(message_event("hi", api_app_id="AALPHA"), secret=BETA_SECRET)
+    assert crossed.status_code == 401
+    assert await rig.sessions() == []
 
 
 @pytest.fixture
