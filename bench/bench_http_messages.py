@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -46,7 +47,14 @@ def start(kind: str, home: Path, *extra: str) -> tuple[subprocess.Popen[str], in
     return process, port, line[1] if len(line) > 1 else ""
 
 
-def run(kind: str, home: Path, seconds: float, connections: int) -> Results:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(kind: str, home: Path, seconds: float, connections: int) -> tuple[Results, float]:
+    """The load run's results and the server's CPU time per request (seconds)."""
     process, port, key = start(kind, home)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -56,7 +64,9 @@ def run(kind: str, home: Path, seconds: float, connections: int) -> Results:
 
     try:
         asyncio.run(closed_loop(port, make, connections=connections, duration_s=1.0))  # warm-up
-        return asyncio.run(closed_loop(port, make, connections=connections, duration_s=seconds))
+        before = cpu_seconds(process.pid)
+        results = asyncio.run(closed_loop(port, make, connections=connections, duration_s=seconds))
+        return results, (cpu_seconds(process.pid) - before) / max(1, len(results.latencies))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -70,14 +80,14 @@ def main() -> None:
     rates: dict[str, list[float]] = {"bare": [], "messages": [], "messages-nostore": []}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("bare", "messages", "messages-nostore", "messages-nostore", "messages", "bare"):
-            results = run(kind, Path(tmp), arguments.seconds, arguments.connections)
+            results, cpu_per_request = run(kind, Path(tmp), arguments.seconds, arguments.connections)
             bad = {status: n for status, n in results.statuses.items() if status != 202}
             if bad:
                 raise SystemExit(f"{kind}: unexpected answers {bad}")
             rates[kind].append(results.rate)
             print(
                 f"{kind:16s} {results.rate:8.0f} req/s  p50 {results.percentile(0.5):6.2f} ms  "
-                f"p99 {results.percentile(0.99):6.2f} ms",
+                f"p99 {results.percentile(0.99):6.2f} ms  server CPU {cpu_per_request * 1e6:5.0f} us/request",
                 flush=True,
             )
     bare, messages, http_only = (sum(rates[kind]) / 2 for kind in ("bare", "messages", "messages-nostore"))

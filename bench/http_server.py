@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from botfactory.agents import Agent, Bot
 from botfactory.config import Settings
-from botfactory.server import Platform, create_app
+from botfactory.server import Platform, create_app, freeze_startup_heap
 from botfactory.store import Enqueued, Inbound
 from botfactory.testing import ScriptedModel, SlackStandIn, run_standin_server, scripted_inference
 
@@ -76,6 +76,7 @@ async def serve(kind: str, port: int, home: Path, slack_url: str | None) -> None
 
                 platform.runtime.queue.enqueue = no_write  # type: ignore[method-assign]
             app = create_app(platform, auth="keys" if kind.startswith("messages") else "local")
+        freeze_startup_heap()  # as the CLI's long-running commands do once started
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
         task = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag

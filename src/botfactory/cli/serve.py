@@ -20,7 +20,7 @@ from botfactory.cli._signals import StopNow, Stopper, run_stoppable
 from botfactory.cli.main import cli, load_settings, run_async
 from botfactory.config import Settings
 from botfactory.errors import ConfigError
-from botfactory.server import AuthMode, Platform, create_app
+from botfactory.server import AuthMode, Platform, create_app, freeze_startup_heap
 
 __all__ = ["check_port_free"]
 
@@ -53,7 +53,7 @@ class _Server(uvicorn.Server):
 
 async def _start(stopper: Stopper, settings: Settings, role: Role, concurrency: int | None = None) -> Platform | None:
     with startup_progress() as (model_progress, docs_progress):
-        return await stopper.unless_stopped(
+        platform = await stopper.unless_stopped(
             Platform.start(
                 settings,
                 role=role,
@@ -62,6 +62,9 @@ async def _start(stopper: Stopper, settings: Settings, role: Role, concurrency: 
                 ingest_progress=docs_progress,
             )
         )
+    if platform is not None:
+        freeze_startup_heap()
+    return platform
 
 
 async def _serve_http(settings: Settings, role: Role, stopper: Stopper) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final, Self, get_args
@@ -20,6 +19,7 @@ from botfactory.errors import InvalidInputError, NotFoundError, SessionNotFoundE
 from botfactory.messages import Role
 from botfactory.store import migrate as migrations
 from botfactory.store.engine import begin_write, create_engine, database_error, reading, writing
+from botfactory.store.ids import new_id
 from botfactory.store.records import (
     FinishedTurnStatus,
     MessageRecord,
@@ -47,10 +47,6 @@ _INSERT_OR_IGNORE: Final[dict[str, Callable[[sa.Table], postgresql.Insert | sqli
     "postgresql": postgresql.insert,
     "sqlite": sqlite.insert,
 }
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _check_key(what: str, value: str, column: sa.Column[str]) -> None:
@@ -223,7 +219,7 @@ class Store:
         if seq is None:
             raise SessionNotFoundError(f"no session {session_id!r}; create it with ensure_session first")
         record = MessageRecord(
-            id=_new_id(),
+            id=new_id(),
             session_id=session_id,
             seq=seq,
             role=role,
@@ -266,7 +262,7 @@ class Store:
             StoreError: A turn with ``turn_id`` already exists.
         """
         record = TurnRecord(
-            id=turn_id if turn_id is not None else _new_id(),
+            id=turn_id if turn_id is not None else new_id(),
             session_id=session_id,
             bot=bot,
             status="running",

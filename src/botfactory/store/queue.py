@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -33,6 +32,7 @@ from botfactory.errors import (
 )
 from botfactory.store import _statements as _s
 from botfactory.store._fast import Fast
+from botfactory.store.ids import new_id, new_token
 from botfactory.store.queue_records import (
     API_CHANNEL,
     CancelKind,
@@ -92,10 +92,6 @@ _UPSERT: Final[dict[str, Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
     "sqlite": sqlite.insert,
 }
 _OPEN: Final = ("pending", "running")
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _item(row: RowLike, text: str, user_id: str | None) -> InboxItem:
@@ -244,7 +240,7 @@ class RuntimeStore:
                 f"session {message.session_id!r} is still answering an earlier message and bot {message.bot!r} "
                 "rejects messages meanwhile; wait for the reply, then send again"
             )
-        message_id = _new_id()
+        message_id = new_id()
         _s.INSERT_MESSAGE.run(
             connection,
             {
@@ -404,7 +400,7 @@ class RuntimeStore:
         self, connection: sa.Connection, row: Mapping[str, Any], turn: TurnRecord, now: float, lease_s: float
     ) -> Claim:
         session_id = row["session_id"]
-        token = _new_id()
+        token = new_token()
         connection.execute(
             sa.update(session_queue)
             .where(session_queue.c.session_id == session_id)
@@ -456,9 +452,9 @@ class RuntimeStore:
                 )
                 continue
             inputs = items if policies.get(row["bot"], "enqueue") in ("coalesce", "interrupt") else items[:1]
-            token = _new_id()
+            token = new_token()
             turn = TurnRecord(
-                id=_new_id(),
+                id=new_id(),
                 session_id=session_id,
                 bot=row["bot"],
                 status="running",
@@ -751,7 +747,7 @@ class RuntimeStore:
             _s.INSERT_MESSAGE.run(
                 connection,
                 {
-                    "id": _new_id(),
+                    "id": new_id(),
                     "session_id": session_id,
                     "seq": self._next_seq(connection, session_id, now),
                     "role": "assistant",
@@ -770,7 +766,7 @@ class RuntimeStore:
         _s.INSERT_OUTBOX.run(
             connection,
             {
-                "id": _new_id(),
+                "id": new_id(),
                 "turn_id": turn.id,
                 "session_id": session_id,
                 "bot": turn.bot,

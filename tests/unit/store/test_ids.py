@@ -1,0 +1,35 @@
+"""Row ids are version-7 UUIDs: valid, unique, and ordered by creation time."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from botfactory.store.ids import new_id, new_token
+
+
+def test_a_row_id_is_a_version_7_uuid_carrying_the_current_millisecond() -> None:
+    before = time.time_ns() // 1_000_000
+    parsed = uuid.UUID(new_id())
+    after = time.time_ns() // 1_000_000
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert before <= parsed.int >> 80 <= after
+
+
+def test_row_ids_made_in_later_milliseconds_sort_after_earlier_ones() -> None:
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    assert first < second
+
+
+def test_row_ids_are_unique_within_one_millisecond() -> None:
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(value) == 36 for value in ids)
+
+
+def test_a_token_is_a_random_uuid() -> None:
+    assert uuid.UUID(new_token()).version == 4
+    assert new_token() != new_token()
