@@ -196,6 +196,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     auth_cache_s: float = Field(default=10.0, ge=0, le=300)
     """How long a server process trusts an API key it has checked; a revoked key stops working within this."""
+    master_key: SecretStr | None = None
+    """The secrets vault's master key (``BOTFACTORY_MASTER_KEY``): base64url of 32 bytes. Unset: ``master_key_file``."""
+    master_key_file: Path | None = None
+    """Where the vault's master key is kept when ``master_key`` is unset; default ``$BOTFACTORY_HOME/master.key``."""
 
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     local_model_port_base: int = Field(default=8091, ge=1024, le=65000)
@@ -270,6 +274,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL in effect."""
         return self.database_url or f"sqlite:///{self.home / 'botfactory.db'}"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        """The vault's master key file in effect (used when ``master_key`` is unset)."""
+        return (self.master_key_file or self.home / "master.key").expanduser()
 
     @property
     def models_dir(self) -> Path:

@@ -16,9 +16,11 @@ secrets or prompt text.
     │   ├── BotNotFoundError
     │   ├── SessionNotFoundError
     │   ├── ModelNotFoundError      no bot or model alias has the name an OpenAI-compatible request gave as ``model``
-    │   └── ApiKeyNotFoundError
+    │   ├── ApiKeyNotFoundError
+    │   └── SecretNotFoundError     no secret in the vault has that name (for that owner)
     ├── ConflictError               the request conflicts with the current state (409)
     │   └── SessionBusyError        a bot with the ``reject`` policy is already busy on the session
+    ├── SecretUnreadableError       a stored secret cannot be decrypted: another master key, or altered data
     ├── StoreError                  the database failed or is at the wrong schema version
     │   └── LeaseLostError          another worker took over the session this worker was running
     ├── ExternalAgentError          an external agent app (AgentCore contract) failed or did not start (retryable)
@@ -66,6 +68,8 @@ __all__ = [
     "ModelUnavailableError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "SecretNotFoundError",
+    "SecretUnreadableError",
     "SessionBusyError",
     "SessionNotFoundError",
     "StepLimitError",
@@ -198,6 +202,22 @@ class ApiKeyNotFoundError(NotFoundError):
     """No API key with that id exists."""
 
     code = "api_key_not_found"
+
+
+class SecretNotFoundError(NotFoundError):
+    """No secret in the vault has that name for that owner."""
+
+    code = "secret_not_found"
+
+
+class SecretUnreadableError(BotfactoryError):
+    """A stored secret cannot be decrypted with the master key in use.
+
+    Either it was encrypted under another master key (restore that key, or set the secret again) or its stored
+    bytes were altered or copied from another name (set it again). The message names the secret, never its value.
+    """
+
+    code = "secret_unreadable"
 
 
 class ConflictError(BotfactoryError):

@@ -47,6 +47,7 @@ from botfactory.store.records import (
     TurnRecord,
     TurnStatus,
 )
+from botfactory.store.secrets import EncryptedSecret, SecretRecord, SecretStore
 from botfactory.store.writer import BatchWriter
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "ClaimBatch",
     "Clock",
     "DoubleTexting",
+    "EncryptedSecret",
     "Enqueued",
     "EventRecord",
     "FinishedTurnStatus",
@@ -80,6 +82,8 @@ __all__ = [
     "OutboxRecord",
     "QueueState",
     "RuntimeStore",
+    "SecretRecord",
+    "SecretStore",
     "SessionRecord",
     "SessionSummary",
     "StepKind",

@@ -16,6 +16,7 @@ __all__ = [
     "messages",
     "metadata",
     "outbox",
+    "secrets",
     "session_queue",
     "sessions",
     "steps",
@@ -230,4 +231,18 @@ api_keys = sa.Table(
     sa.Column("last_used_at", sa.Float, nullable=True, comment="updated at most once a minute"),
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Index(None, "hash", unique=True),
+)
+
+# The secrets vault (migration 0004)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("owner", sa.String(256), primary_key=True, comment="'' for platform-wide; else the owning principal"),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False, comment="AES-256-GCM of the value, tag included"),
+    sa.Column("nonce", sa.LargeBinary, nullable=False, comment="96-bit GCM nonce, fresh for every write"),
+    sa.Column("key_id", sa.String(64), nullable=False, comment="which master key encrypted it: SHA-256 hex prefix"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
