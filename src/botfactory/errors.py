@@ -6,7 +6,8 @@ secrets or prompt text.
 
     BotfactoryError
     ├── ConfigError                 settings are missing or invalid
-    │   └── MissingExtraError       an optional dependency group is not installed
+    │   ├── MissingExtraError       an optional dependency group is not installed
+    │   └── PolicyError             a Cedar policy file does not parse or fails schema validation
     ├── InvalidInputError           a caller sent something we cannot accept (4xx)
     │   ├── PayloadTooLargeError
     │   └── InvalidFieldError       one named field of a request is missing, mistyped or out of range
@@ -68,6 +69,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PolicyError",
     "SecretNotFoundError",
     "SecretUnreadableError",
     "SessionBusyError",
@@ -125,6 +127,16 @@ class MissingExtraError(ConfigError):
     def __init__(self, extra: str, purpose: str) -> None:
         super().__init__(f"{purpose} needs the '{extra}' extra: pip install 'botfactory[{extra}]'")
         self.extra = extra
+
+
+class PolicyError(ConfigError):
+    """A Cedar policy file does not parse, fails validation against the schema, or breaks the platform's rules.
+
+    Raised at load, so a broken policy stops the start instead of allowing everything. The message names the file,
+    the line of the policy and Cedar's own message.
+    """
+
+    code = "policy_invalid"
 
 
 class InvalidInputError(BotfactoryError):
