@@ -60,6 +60,7 @@ bench: install-dev
 	$(PY) bench/bench_http_messages.py
 	$(PY) bench/bench_slack_ack.py
 	$(PY) bench/bench_inference_endpoint.py --metered
+	$(PY) bench/bench_policy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
