@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-EXTRAS ?= local,postgres,slack
+EXTRAS ?= local,postgres,slack,redis
 PYTEST_ARGS ?=
 
 .PHONY: up install install-dev models test test-fast test-chaos lint typecheck openapi bench clean

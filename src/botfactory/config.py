@@ -8,6 +8,7 @@ local state: the SQLite database, assembled model files, indexes. The configurat
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +20,11 @@ from botfactory.errors import ConfigError
 
 __all__ = [
     "BudgetSettings",
+    "GatewaySettings",
     "ModelConfig",
     "ModelPrice",
+    "RateLimitConfig",
+    "RateLimitSettings",
     "RuntimeSettings",
     "Settings",
     "SlackAppConfig",
@@ -126,6 +130,54 @@ class RuntimeSettings(BaseModel):
     """How long the synchronous invoke endpoint waits for the reply."""
 
 
+class RateLimitConfig(BaseModel):
+    """A token bucket: ``per_minute`` calls on average, bursts of up to ``burst`` at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: float = Field(gt=0)
+    burst: int | None = Field(default=None, ge=1)
+    """Bucket size; default: ``per_minute`` rounded up (a minute's worth at once)."""
+
+    @property
+    def capacity(self) -> int:
+        """The bucket size in effect."""
+        return self.burst if self.burst is not None else max(1, math.ceil(self.per_minute))
+
+
+class RateLimitSettings(BaseModel):
+    """Rate limits of tool calls (``[gateway.rate_limits]``); a call takes one token from every bucket it falls in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    """Per tool name, across every bot and user."""
+    bots: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    """Per bot, all its tool calls together."""
+    per_user: RateLimitConfig | None = None
+    """Every user's own bucket, all their tool calls together."""
+
+
+class GatewaySettings(BaseModel):
+    """The tool gateway (``[gateway]`` in botfactory.toml): policies, timeouts, rate limits, approvals."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policies_dir: Path | None = None
+    """Global Cedar policies (``*.cedar``) for every bot; default ``$BOTFACTORY_HOME/policies`` when it exists."""
+    policy_modes: dict[str, Literal["enforce", "log-only"]] = Field(default_factory=dict)
+    """Per bot; a bot not named here is ``enforce``d."""
+    tool_timeout_s: float = Field(default=60.0, gt=0)
+    """A tool call that declares no timeout of its own is stopped after this."""
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    redis_url: str | None = None
+    """Keep rate-limit buckets in Redis (``redis://...``, needs the ``[redis]`` extra) instead of the database."""
+    approval_timeout_s: float = Field(default=3600.0, gt=0)
+    """An approval nobody decides within this expires; the turn goes on with "not approved"."""
+    audit_retention_s: float = Field(default=90 * 86_400.0, gt=0)
+    """Audit rows are kept this long."""
+
+
 DEFAULT_SLACK_THINKING: str = ":hourglass_flowing_sand: thinking…"
 
 
@@ -215,6 +267,7 @@ class Settings(BaseSettings):
 
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Price per model alias; a model without an entry costs 0 (local models) but still counts tokens."""
 

@@ -33,7 +33,12 @@ secrets or prompt text.
     ├── ToolError                   a tool call failed
     │   ├── ToolArgumentsError      arguments did not match the tool's schema
     │   ├── ToolNotFoundError
-    │   └── ToolDisabledError       a kill switch turned the tool off
+    │   ├── ToolDisabledError       a kill switch turned the tool off
+    │   ├── ToolDeniedError         the gateway's policy denied the call (403)
+    │   ├── ToolRateLimitedError    the tool's, bot's or user's rate limit is used up (429)
+    │   ├── ToolTimeoutError        the call ran past the tool's timeout
+    │   ├── ToolUnavailableError    the tool's server (MCP, OpenAPI, A2A) failed or is unreachable
+    │   └── CredentialError         a credential the tool declares could not be provided
     ├── LimitExceededError          a per-turn limit was reached
     │   ├── StepLimitError          an agent's steps (a sub-agent's is reported to its caller)
     │   ├── TokenLimitError         the turn's tokens
@@ -52,6 +57,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "ConflictError",
+    "CredentialError",
     "ExternalAgentBusyError",
     "ExternalAgentError",
     "ForbiddenError",
@@ -79,9 +85,13 @@ __all__ = [
     "TimeLimitError",
     "TokenLimitError",
     "ToolArgumentsError",
+    "ToolDeniedError",
     "ToolDisabledError",
     "ToolError",
     "ToolNotFoundError",
+    "ToolRateLimitedError",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
     "UnauthenticatedError",
 ]
 
@@ -332,6 +342,49 @@ class ToolDisabledError(ToolError):
     """An operator turned the tool (or the sub-agent called as a tool) off with a kill switch."""
 
     code = "tool_disabled"
+
+
+class ToolDeniedError(ToolError):
+    """The gateway's policy denied a tool call; the model sees the reason and the turn goes on."""
+
+    code = "tool_denied"
+    http_status = 403
+
+
+class ToolRateLimitedError(ToolError):
+    """A tool call found its tool's, bot's or user's rate limit used up.
+
+    Attributes:
+        retry_after_s: When a token will be available again.
+    """
+
+    code = "tool_rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ToolTimeoutError(ToolError):
+    """A tool call ran past its tool's timeout and was stopped."""
+
+    code = "tool_timeout"
+    http_status = 504
+
+
+class ToolUnavailableError(ToolError):
+    """A tool's server (MCP, OpenAPI, A2A) could not be reached or failed mid-call."""
+
+    code = "tool_unavailable"
+    http_status = 502
+
+
+class CredentialError(ToolError):
+    """A credential a tool declares could not be provided (missing secret, token endpoint refused)."""
+
+    code = "credential_unavailable"
+    http_status = 502
 
 
 class LimitExceededError(BotfactoryError):

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "api_keys",
+    "audit_log",
     "inbox",
     "kb_chunks",
     "kb_documents",
@@ -16,6 +17,7 @@ __all__ = [
     "messages",
     "metadata",
     "outbox",
+    "rate_buckets",
     "secrets",
     "session_queue",
     "sessions",
@@ -244,5 +246,40 @@ secrets = sa.Table(
     sa.Column("nonce", sa.LargeBinary, nullable=False, comment="96-bit GCM nonce, fresh for every write"),
     sa.Column("key_id", sa.String(64), nullable=False, comment="which master key encrypted it: SHA-256 hex prefix"),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# The tool gateway (migration 0005)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True, comment="UUIDv7: time-ordered"),
+    sa.Column("at", sa.Float, nullable=False, comment="when the call was decided"),
+    sa.Column("principal", sa.String(256), nullable=True, comment="the user the call was made for"),
+    sa.Column("bot", sa.String(128), nullable=False),
+    sa.Column("agent_path", sa.String(512), nullable=False),
+    sa.Column("tool", sa.String(256), nullable=False),
+    sa.Column("arguments", sa.JSON, nullable=False, comment="redacted: secrets and sensitive keys masked"),
+    sa.Column("decision", sa.String(32), nullable=False, comment="allow | deny | would-deny | invalid"),
+    sa.Column("reasons", sa.JSON, nullable=False, comment="policy ids that determined the decision"),
+    sa.Column("approval", sa.String(32), nullable=True, comment="approved | denied | expired, when asked"),
+    sa.Column("outcome", sa.String(32), nullable=False, comment="ok | error | denied | rejected | ..."),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("session_id", sa.String(256), nullable=True),
+    sa.Column("turn_id", sa.String(36), nullable=True),
+    sa.Column("position", sa.Integer, nullable=True),
+    sa.Column("trace_id", sa.String(32), nullable=True),
+    sa.Index(None, "at"),
+    sa.Index(None, "tool", "at"),
+    sa.Index(None, "principal", "at"),
+)
+
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True, comment="e.g. tool:github.assign_copilot_seat"),
+    sa.Column("tokens", sa.Float, nullable=False, comment="tokens left at updated_at"),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
