@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-EXTRAS ?= local,postgres,slack,redis
+EXTRAS ?= local,postgres,slack,redis,a2a
 PYTEST_ARGS ?=
 
 .PHONY: up install install-dev models test test-fast test-chaos lint typecheck openapi bench clean
@@ -61,6 +61,7 @@ bench: install-dev
 	$(PY) bench/bench_slack_ack.py
 	$(PY) bench/bench_inference_endpoint.py --metered
 	$(PY) bench/bench_policy.py
+	$(PY) bench/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

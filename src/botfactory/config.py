@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from botfactory.errors import ConfigError
@@ -23,6 +23,8 @@ __all__ = [
     "GatewaySettings",
     "ModelConfig",
     "ModelPrice",
+    "OAuthClientConfig",
+    "OidcSettings",
     "RateLimitConfig",
     "RateLimitSettings",
     "RuntimeSettings",
@@ -174,8 +176,90 @@ class GatewaySettings(BaseModel):
     """Keep rate-limit buckets in Redis (``redis://...``, needs the ``[redis]`` extra) instead of the database."""
     approval_timeout_s: float = Field(default=3600.0, gt=0)
     """An approval nobody decides within this expires; the turn goes on with "not approved"."""
+    approvers: dict[str, list[str]] = Field(default_factory=dict)
+    """Who may decide a bot's approvals from Slack or with a user's token: bot name (or ``"*"`` for every bot) ->
+    principals, e.g. ``{support = ["slack:T1:U0ADMIN"]}``. API keys not limited to another bot and the CLI may always
+    decide. Nobody approves their own request."""
     audit_retention_s: float = Field(default=90 * 86_400.0, gt=0)
     """Audit rows are kept this long."""
+    tool_search_threshold: int = Field(default=24, ge=1)
+    """An agent granted more tools than this is shown a ``find_tools`` tool instead of all of them."""
+
+
+_JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
+"""Asymmetric JWS algorithms: an issuer's public keys can verify them but not sign with them."""
+
+
+class OidcSettings(BaseModel):
+    """Inbound JWT bearer tokens from an OpenID Connect issuer (``[oidc]`` in botfactory.toml).
+
+    A token is accepted when the issuer's published keys (its JWKS) verify its signature and its ``iss``, ``aud``,
+    ``exp`` and ``nbf`` claims, its client and its scopes pass the checks below. See docs/authentication.md.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1)
+    """The issuer URL exactly as tokens carry it in ``iss`` (e.g. ``https://idp.example.com/realms/acme``)."""
+    audience: list[str] = Field(min_length=1)
+    """Accepted ``aud`` values; a token must name at least one of them (usually this server's client id)."""
+    jwks_url: str | None = None
+    """Where the issuer's keys are; ``None``: ``jwks_uri`` of ``{issuer}/.well-known/openid-configuration``."""
+    allowed_clients: list[str] = Field(default_factory=list)
+    """Client ids (``azp`` or ``client_id`` claim) that may call; empty: any client of the issuer."""
+    required_scopes: list[str] = Field(default_factory=list)
+    """Scopes every token must carry (space-separated ``scope`` claim, or an ``scp`` list)."""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    """Signature algorithms accepted; only asymmetric ones (never ``none`` or ``HS*``)."""
+    jwks_cache_s: float = Field(default=600.0, gt=0)
+    """How long fetched keys are used before they are fetched again."""
+    jwks_min_refresh_s: float = Field(default=30.0, ge=0)
+    """A token signed with an unknown key (``kid``) refetches the keys at most this often (key rotation), so a flood
+    of made-up key ids cannot turn into a flood of requests to the issuer."""
+    leeway_s: float = Field(default=30.0, ge=0, le=600)
+    """Clock skew allowed when checking ``exp``, ``nbf`` and ``iat``."""
+    user_claim: str = Field(default="sub", min_length=1)
+    """The claim naming the user; the user id is ``oidc:<issuer host and path>:<value>``."""
+    groups_claim: str = Field(default="groups", min_length=1)
+    """The claim listing the user's groups (a list of strings, or one string)."""
+    bot: str | None = None
+    """The one bot JWT callers may use; ``None``: every bot."""
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        refused = [alg for alg in algorithms if alg not in _JWT_ALGORITHMS]
+        if refused:
+            accepted = ", ".join(sorted(_JWT_ALGORITHMS))
+            raise ValueError(
+                f"algorithm(s) {', '.join(refused)} cannot be accepted: 'none' is unsigned and HS* are signed with a "
+                f"shared secret, not the issuer's public keys; use some of {accepted}"
+            )
+        return algorithms
+
+
+class OAuthClientConfig(BaseModel):
+    """An OAuth2 client for outbound calls (``[oauth_clients.<name>]`` in botfactory.toml).
+
+    Tools declaring ``CredentialRef(kind="oauth_client", secret="<name>")`` get an access token obtained with the
+    client-credentials grant, cached until shortly before it expires. See docs/credentials.md.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_url: str = Field(min_length=1)
+    """The provider's token endpoint, e.g. ``https://idp.example.com/oauth2/token``."""
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = None
+    """The vault entry (platform-wide) holding the client secret; default ``oauth/<name>``. Never the secret itself."""
+    scopes: list[str] = Field(default_factory=list)
+    """Scopes requested with each token (sent space-separated); empty: the provider's default."""
+    audience: str | None = None
+    """Sent as ``audience`` for providers that want one (Auth0 and the like)."""
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    """How the client authenticates: HTTP Basic (the default), or ``client_id``/``client_secret`` in the form."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """How long a token request may take."""
 
 
 DEFAULT_SLACK_THINKING: str = ":hourglass_flowing_sand: thinking…"
@@ -268,6 +352,10 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    oidc: OidcSettings | None = None
+    """Accept JWT bearer tokens from this OpenID Connect issuer besides API keys; ``None``: API keys only."""
+    oauth_clients: dict[str, OAuthClientConfig] = Field(default_factory=dict)
+    """OAuth2 clients whose client-credentials tokens tools may use, by name (see docs/credentials.md)."""
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Price per model alias; a model without an entry costs 0 (local models) but still counts tokens."""
 

@@ -39,6 +39,7 @@ secrets or prompt text.
     │   ├── ToolTimeoutError        the call ran past the tool's timeout
     │   ├── ToolUnavailableError    the tool's server (MCP, OpenAPI, A2A) failed or is unreachable
     │   └── CredentialError         a credential the tool declares could not be provided
+    ├── ApprovalPendingError        a tool call waits for a person's approval: the turn pauses
     ├── LimitExceededError          a per-turn limit was reached
     │   ├── StepLimitError          an agent's steps (a sub-agent's is reported to its caller)
     │   ├── TokenLimitError         the turn's tokens
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 __all__ = [
     "ApiKeyNotFoundError",
+    "ApprovalPendingError",
     "BotNotFoundError",
     "BotfactoryError",
     "BudgetExceededError",
@@ -385,6 +387,25 @@ class CredentialError(ToolError):
 
     code = "credential_unavailable"
     http_status = 502
+
+
+class ApprovalPendingError(BotfactoryError):
+    """A tool call waits for a person's approval: the turn pauses (durably, holding no worker) until it is decided.
+
+    Not an error of the call: the runtime parks the turn and resumes it when the request is decided or expires.
+
+    Attributes:
+        approval_id: The request.
+        expires_at: When it expires if nobody decides (epoch seconds).
+    """
+
+    code = "approval_pending"
+    http_status = 202
+
+    def __init__(self, message: str, *, approval_id: str, expires_at: float) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+        self.expires_at = expires_at
 
 
 class LimitExceededError(BotfactoryError):

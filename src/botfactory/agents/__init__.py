@@ -22,6 +22,7 @@ from botfactory.agents.events import (
 )
 from botfactory.agents.external import ContractAgent, ContractChunk, contract_agents, contract_session_id
 from botfactory.agents.tool import Tool, ToolContext, tool
+from botfactory.agents.tool_search import ToolSearch
 
 __all__ = [
     "Agent",
@@ -45,6 +46,7 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolContext",
+    "ToolSearch",
     "TurnGuard",
     "TurnInput",
     "TurnResult",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from botfactory.agents.tool import Tool
+from botfactory.gateway import GatewayTool, ToolSource
 from botfactory.messages import ToolSpec
 
 __all__ = ["Agent"]
@@ -24,8 +25,10 @@ class Agent:
         instructions: The system prompt. Keep it stable: local models cache the prompt prefix.
         model: Model alias from settings (``small``, ``large`` or your own).
         description: What this agent does, shown to a parent agent that uses it as a tool.
-        tools: Tools and sub-agents. A sub-agent is called as a tool with a ``request`` argument and runs with
-            its own model and a fresh context.
+        tools: Tools and sub-agents: ``@tool`` functions, other agents, any :class:`~botfactory.gateway.GatewayTool`
+            and tool sources (an MCP server, an OpenAPI document) whose current tools are all given to the agent.
+            A sub-agent is called as a tool with a ``request`` argument and runs with its own model and a fresh
+            context. Every call passes the tool gateway; only these tools are granted to the agent.
         output_schema: JSON schema of the final answer: an object with a string ``answer`` property and
             optionally more (e.g. ``sources``). A ``sources`` list is appended to the reply as citations.
         max_steps: Maximum model calls of this agent within one turn.
@@ -46,7 +49,7 @@ class Agent:
     instructions: str
     model: str = "large"
     description: str = ""
-    tools: Sequence[Tool | Agent] = field(default_factory=tuple)
+    tools: Sequence[Tool | Agent | GatewayTool | ToolSource] = field(default_factory=tuple)
     output_schema: dict[str, Any] | None = None
     max_steps: int = 6
     return_direct: bool = False
@@ -65,7 +68,7 @@ class Agent:
             prefetch_argument(self.prefetch)
         if self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
-        names = [t.name for t in self.tools]
+        names = [t.name for t in self.tools if not _is_source(t)]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"agent {self.name!r} has duplicate tool names: {', '.join(duplicates)}")
@@ -74,13 +77,38 @@ class Agent:
             if self.output_schema.get("type") != "object" or props.get("answer", {}).get("type") != "string":
                 raise ValueError(f"agent {self.name!r}: output_schema must be an object with a string 'answer'")
 
+    @property
+    def sources(self) -> tuple[ToolSource, ...]:
+        """The tool sources among ``tools`` (started by the platform before the first turn)."""
+        return tuple(cast(ToolSource, t) for t in self.tools if _is_source(t))
+
+    def granted(self) -> tuple[GatewayTool | Agent, ...]:
+        """Every tool and sub-agent this agent may call now: its own, and each source's current tools."""
+        found: list[GatewayTool | Agent] = []
+        for item in self.tools:
+            if _is_source(item):
+                found.extend(cast(ToolSource, item).tools)
+            else:
+                found.append(cast(GatewayTool | Agent, item))
+        return tuple(found)
+
     def tool_specs(self) -> tuple[ToolSpec, ...]:
         """What the model is told about each tool and sub-agent."""
-        return tuple(t.spec if isinstance(t, Tool) else subagent_spec(t) for t in self.tools)
+        return tuple(
+            subagent_spec(t)
+            if isinstance(t, Agent)
+            else ToolSpec(name=t.name, description=t.description, parameters=t.parameters)
+            for t in self.granted()
+        )
 
-    def find_tool(self, name: str) -> Tool | Agent | None:
+    def find_tool(self, name: str) -> GatewayTool | Agent | None:
         """The tool or sub-agent with that name."""
-        return next((t for t in self.tools if t.name == name), None)
+        return next((t for t in self.granted() if t.name == name), None)
+
+
+def _is_source(item: object) -> bool:
+    """A tool source rather than a tool: it lists tools and has no argument schema of its own."""
+    return not isinstance(item, Agent | Tool) and isinstance(item, ToolSource) and not hasattr(item, "parameters")
 
 
 SUBAGENT_PARAMETERS: dict[str, Any] = {
@@ -93,7 +121,7 @@ SUBAGENT_PARAMETERS: dict[str, Any] = {
 }
 
 
-def prefetch_argument(tool: Tool) -> str:
+def prefetch_argument(tool: GatewayTool) -> str:
     """The argument a prefetch tool receives the request in: its first required string parameter."""
     required = tool.parameters.get("required", [])
     for name in required:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import jsonschema
 from opentelemetry.trace import SpanKind
 
-from botfactory.agents.agent import NO_PARAMETERS, SUBAGENT_PARAMETERS, Agent, prefetch_argument
+from botfactory.agents.agent import NO_PARAMETERS, SUBAGENT_PARAMETERS, Agent, prefetch_argument, subagent_spec
 from botfactory.agents.events import (
     AgentFinished,
     Event,
@@ -32,17 +32,31 @@ from botfactory.agents.events import (
     ToolCallStarted,
 )
 from botfactory.agents.external import ContractAgent, ContractChunk
-from botfactory.agents.tool import Tool, ToolContext, check_arguments
+from botfactory.agents.tool import check_arguments
+from botfactory.agents.tool_search import FIND_TOOLS, FIND_TOOLS_SPEC, ToolSearch, found_tool_names, render_found
 from botfactory.errors import (
+    ApprovalPendingError,
     BotfactoryError,
     LimitExceededError,
     StepLimitError,
     StoreError,
     TokenLimitError,
+    ToolDeniedError,
     ToolError,
+    ToolNotFoundError,
+)
+from botfactory.gateway import (
+    CallContext,
+    CredentialRef,
+    Gateway,
+    GatewayCall,
+    GatewayTool,
+    PolicySession,
+    PolicyUser,
+    SideEffect,
 )
 from botfactory.inference import Inference, ModelRequest
-from botfactory.messages import Message, ToolCall, Usage
+from botfactory.messages import Message, ToolCall, ToolSpec, Usage
 from botfactory.observability import GEN_AI_CONVERSATION_ID, tracer
 
 __all__ = [
@@ -61,9 +75,12 @@ logger = logging.getLogger(__name__)
 EventHandler = Callable[[Event], Awaitable[None]]
 _MAX_TOOL_OUTPUT_CHARS = 6_000
 _EVENT_OUTPUT_CHARS = 300
+_LISTED_TOOLS = 24
 _TRACER = tracer("agents")
 _SUBAGENT_VALIDATOR = jsonschema.Draft202012Validator(SUBAGENT_PARAMETERS)
 _NO_ARGUMENTS_VALIDATOR = jsonschema.Draft202012Validator(NO_PARAMETERS)
+_FIND_TOOLS_VALIDATOR = jsonschema.Draft202012Validator(FIND_TOOLS_SPEC.parameters)
+_FOUND_TOOLS = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,15 +124,22 @@ class TurnInput:
     """What a turn starts from.
 
     Attributes:
+        bot: The bot the turn runs, whose policies the gateway applies.
         resources: Per-session objects tools may keep in memory between turns (see ``ToolContext.resources``).
+        caller: Who the turn acts for, as policies see them (groups, team, ingress channel); default: ``user_id``
+            with no attributes.
+        session: The conversation's attributes for policies (e.g. the Slack channel and thread).
     """
 
     session_id: str
     turn_id: str
     text: str
+    bot: str = ""
     user_id: str | None = None
     history: Sequence[Message] = ()
     resources: dict[str, Any] | None = None
+    caller: PolicyUser | None = None
+    session: PolicySession | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +171,8 @@ class _TurnState:
     replay: dict[int, Step]
     position: int = 0
     usage: Usage = field(default_factory=Usage)
+    activated: dict[str, dict[str, None]] = field(default_factory=dict)
+    """Per agent path, while that agent runs with ``find_tools``: the tools shown to its model, in order."""
 
     def next_position(self) -> int:
         if self.max_steps is not None and self.position >= self.max_steps and self.position + 1 not in self.replay:
@@ -173,16 +199,32 @@ class _TurnState:
 
 
 class Engine:
-    """Runs turns against the inference service.
+    """Runs turns against the inference service; every tool call goes through the gateway.
 
     Args:
         inference: Where every model call goes.
+        gateway: Validates, authorizes, rate-limits, credentials, runs and audits tool calls; default: a gateway
+            that validates and allows the agent's own tools only, with no audit.
         clock: Wall-clock source for step timestamps (injectable for tests).
+        tool_search: Ranks tools for ``find_tools``; ``None``: every agent's model sees all its tools.
+        max_visible_tools: An agent granted more tools than this (and a ``tool_search`` set) is shown only
+            ``find_tools`` and the tools it found or called so far in its run.
     """
 
-    def __init__(self, inference: Inference, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inference: Inference,
+        *,
+        gateway: Gateway | None = None,
+        clock: Callable[[], float] = time.time,
+        tool_search: ToolSearch | None = None,
+        max_visible_tools: int = 24,
+    ) -> None:
         self.inference = inference
+        self.gateway = gateway or Gateway()
         self._clock = clock
+        self.tool_search = tool_search
+        self.max_visible_tools = max_visible_tools
 
     async def run_turn(
         self,
@@ -234,6 +276,10 @@ class Engine:
         if isinstance(agent, ContractAgent):
             return await self._run_contract(agent, path, messages, state)
         specs = agent.tool_specs()
+        searching = self._searches(path, specs)
+        state.activated.pop(path, None)
+        if searching:  # a prefetch call is in the model's context: its tool stays listed
+            state.activated[path] = {agent.prefetch.name: None} if agent.prefetch is not None else {}
         used_tool = False
         if agent.prefetch is not None:
             used_tool = await self._prefetch(agent, agent.prefetch, path, messages, state)
@@ -245,7 +291,7 @@ class Engine:
                 )
             request = ModelRequest(
                 messages=tuple(messages),
-                tools=specs,
+                tools=_visible(specs, state.activated[path]) if searching else specs,
                 response_schema=agent.output_schema,
                 tool_choice="required" if agent.tool_choice == "required" and not used_tool else "auto",
             )
@@ -270,6 +316,10 @@ class Engine:
                     await state.emit(AgentFinished(turn_id=state.turn.turn_id, agent_path=path, answer=output))
                     return direct
                 messages.append(Message(role="tool", content=output, tool_call_id=call.id, name=call.name))
+                if searching:  # from the call and its (possibly replayed) output only, so a resumed turn agrees
+                    found = found_tool_names(output) if call.name == FIND_TOOLS else [call.name]
+                    granted = {s.name for s in specs}
+                    state.activated[path].update((name, None) for name in found if name in granted)
         raise StepLimitError(
             f"agent '{path}' reached its limit of {agent.max_steps} steps without an answer; "
             "simplify the request or raise the agent's max_steps"
@@ -374,7 +424,7 @@ class Engine:
         return response.message, response.structured
 
     async def _prefetch(
-        self, agent: Agent, prefetch: Tool, path: str, messages: list[Message], state: _TurnState
+        self, agent: Agent, prefetch: GatewayTool, path: str, messages: list[Message], state: _TurnState
     ) -> bool:
         """Run the agent's prefetch tool on its request, shown to the model as its own first tool call."""
         request = next((m.content for m in reversed(messages) if m.role == "user"), "")
@@ -412,33 +462,19 @@ class Engine:
             )
         )
         started = self._clock()
-        target = agent.find_tool(call.name)
         direct: AgentResult | None = None
         ok = False
         try:
-            if target is None:
-                known = ", ".join(t.name for t in agent.tools) or "none"
-                raise ToolError(f"there is no tool named '{call.name}'; available tools: {known}")
-            if state.guard is not None:
-                await state.guard.before_tool_call(
-                    agent_path=path, tool=call.name, is_agent=not isinstance(target, Tool)
-                )
-            if isinstance(target, Tool):
-                context = ToolContext(
-                    session_id=state.turn.session_id,
-                    turn_id=state.turn.turn_id,
-                    user_id=state.turn.user_id,
-                    agent_path=path,
-                    idempotency_key=f"{state.turn.turn_id}:{position}",
-                    resources=state.turn.resources if state.turn.resources is not None else {},
-                )
-                output = _tool_output(await target.call(call.arguments, context))
+            if call.name == FIND_TOOLS and path in state.activated:
+                output, direct = await self._find_tools(agent, path, call, state), None
             else:
-                output, direct = await self._run_subagent(target, f"{path}/{target.name}", call.arguments, state)
+                output, direct = await self._through_gateway(agent, path, call, position, state)
             ok = True
         except BotfactoryError as exc:
-            if isinstance(exc, StoreError) or (isinstance(exc, LimitExceededError) and exc.ends_turn):
-                raise
+            if isinstance(exc, StoreError | ApprovalPendingError) or (
+                isinstance(exc, LimitExceededError) and exc.ends_turn
+            ):
+                raise  # the turn stops here (an approval pauses it); the call is not recorded, so it runs on resume
             output = f"error: {exc.message}"
             logger.info(
                 "turn_id=<%s>, tool=<%s>, code=<%s> | tool call failed", state.turn.turn_id, call.name, exc.code
@@ -473,6 +509,73 @@ class Engine:
         )
         return output, direct, ok
 
+    async def _through_gateway(
+        self, agent: Agent, path: str, call: ToolCall, position: int, state: _TurnState
+    ) -> tuple[str, AgentResult | None]:
+        granted = agent.granted()
+        target = next((t for t in granted if t.name == call.name), None)
+        if state.guard is not None and target is not None:
+            await state.guard.before_tool_call(agent_path=path, tool=call.name, is_agent=isinstance(target, Agent))
+        turn = state.turn
+        request = GatewayCall(
+            bot=turn.bot,
+            agent_path=path,
+            tool=_UnknownTool(call.name) if target is None else _SubagentTool.of(target),
+            arguments=call.arguments,
+            granted=frozenset(t.name for t in granted),
+            session=turn.session or PolicySession(id=turn.session_id),
+            turn_id=turn.turn_id,
+            idempotency_key=f"{turn.turn_id}:{position}",
+            user=turn.caller or (PolicyUser(id=turn.user_id) if turn.user_id else None),
+            position=position,
+            resources=turn.resources if turn.resources is not None else {},
+        )
+        if isinstance(target, Agent):
+            subagent = target
+
+            async def run_subagent(context: CallContext) -> tuple[str, AgentResult | None]:
+                return await self._run_subagent(subagent, f"{path}/{subagent.name}", call.arguments, state)
+
+            output, direct = await self.gateway.call(request, run_subagent)
+            return str(output), direct
+        try:
+            return _tool_output(await self.gateway.call(request)), None
+        except ToolDeniedError as exc:
+            if target is None:  # the model made the name up: tell it what it can call
+                names = [t.name for t in granted]
+                known = ", ".join(names[:_LISTED_TOOLS]) or "none"
+                if len(names) > _LISTED_TOOLS:
+                    known += f" and {len(names) - _LISTED_TOOLS} more (use {FIND_TOOLS} to search them)"
+                raise ToolNotFoundError(f"there is no tool named '{call.name}'; available tools: {known}") from exc
+            raise
+
+    def _searches(self, path: str, specs: Sequence[ToolSpec]) -> bool:
+        """Whether the agent at ``path`` is shown ``find_tools`` instead of its tools."""
+        if self.tool_search is None or len(specs) <= self.max_visible_tools:
+            return False
+        if any(s.name == FIND_TOOLS for s in specs):
+            logger.warning(
+                "agent_path=<%s> | a granted tool is named '%s': showing every tool; rename it to enable tool search",
+                path,
+                FIND_TOOLS,
+            )
+            return False
+        return True
+
+    async def _find_tools(self, agent: Agent, path: str, call: ToolCall, state: _TurnState) -> str:
+        """Answer a ``find_tools`` call: the granted tools that best match its query (not a gateway call)."""
+        if state.guard is not None:
+            await state.guard.before_tool_call(agent_path=path, tool=FIND_TOOLS, is_agent=False)
+        check_arguments(FIND_TOOLS, _FIND_TOOLS_VALIDATOR, call.arguments)
+        query = str(call.arguments["query"]).strip()
+        if not query:
+            raise ToolError(f"call '{FIND_TOOLS}' with a 'query' describing the task in plain words")
+        if self.tool_search is None:  # unreachable: only searching agents get here
+            raise ToolNotFoundError(f"'{FIND_TOOLS}' is not available to this agent; call its tools directly")
+        found = await self.tool_search.search(agent.tool_specs(), query, k=_FOUND_TOOLS)
+        logger.debug("turn_id=<%s>, agent_path=<%s>, found=<%d> | tools found", state.turn.turn_id, path, len(found))
+        return render_found(found)
+
     @staticmethod
     def _replayed_tool_call(recorded: Step, state: _TurnState) -> tuple[str, AgentResult | None]:
         output = str(recorded.output.get("output", ""))
@@ -496,6 +599,43 @@ class Engine:
         result = await self._run_agent(agent, path, messages, state)
         answer = render_answer(result)
         return answer, (AgentResult(answer=answer, return_direct=True) if agent.return_direct else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SubagentTool:
+    """A sub-agent as the gateway sees it: a read-only tool with its request schema, run by the engine."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    owner: str
+    side_effect: SideEffect = "read"
+    timeout_s: float | None = None
+    credentials: tuple[CredentialRef, ...] = ()
+    needs_approval: bool = False
+
+    @staticmethod
+    def of(target: GatewayTool | Agent) -> GatewayTool:
+        if not isinstance(target, Agent):
+            return target
+        spec = subagent_spec(target)
+        return _SubagentTool(name=spec.name, description=spec.description, parameters=spec.parameters, owner="agent")
+
+    async def invoke(self, arguments: dict[str, Any], context: CallContext) -> Any:
+        raise NotImplementedError("the engine runs sub-agents itself")
+
+
+class _UnknownTool(_SubagentTool):
+    """A name the model called that no granted tool has: the gateway denies and audits it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, description="", parameters={"type": "object"}, owner="")
+
+
+def _visible(specs: Sequence[ToolSpec], activated: dict[str, None]) -> tuple[ToolSpec, ...]:
+    """What a searching agent's model is shown: ``find_tools``, then the tools activated so far in their order."""
+    by_name = {s.name: s for s in specs}
+    return (FIND_TOOLS_SPEC, *(by_name[name] for name in activated if name in by_name))
 
 
 def _replayed_model_call(recorded: Step) -> tuple[Message, dict[str, Any] | None, Usage]:

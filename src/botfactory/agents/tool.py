@@ -6,7 +6,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, overload
 
@@ -14,6 +14,7 @@ import anyio.to_thread
 import jsonschema
 
 from botfactory.errors import ToolArgumentsError
+from botfactory.gateway import CallContext, CredentialRef, SideEffect
 from botfactory.messages import ToolSpec
 
 __all__ = ["Tool", "ToolContext", "check_arguments", "tool"]
@@ -33,6 +34,9 @@ class ToolContext:
         user_id: The human the agent acts for, when the channel knows it.
         agent_path: The calling agent, e.g. ``support/github``.
         idempotency_key: Stable for this call across retries and resumed turns; pass it to external APIs.
+        credentials: The values of the credentials the tool declared (``@tool(credentials=[...])``), by name.
+            Never return them or put them in an error message: the gateway masks them if you do.
+        bot: The bot the turn runs.
         resources: In-memory objects kept for the session between its turns on this worker (a client, a
             cache). Released after the session has been idle for ``runtime.idle_timeout_s``: store a value
             with an ``aclose()`` or ``close()`` method and it is called then. Never hold state here that must
@@ -45,10 +49,22 @@ class ToolContext:
     agent_path: str
     idempotency_key: str
     resources: dict[str, Any] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    bot: str = ""
 
 
 class Tool:
-    """A callable the model can use: name, description, argument schema, and the function itself."""
+    """A callable the model can use: name, description, argument schema, and the function itself.
+
+    What the gateway needs to know about it (see :class:`botfactory.gateway.GatewayTool`):
+
+    Args:
+        side_effect: ``read`` (default) or ``write``; policies and approvals can tell them apart.
+        timeout_s: The call is stopped after this; ``None``: the gateway's default (``gateway.tool_timeout_s``).
+        credentials: What the gateway injects into ``ToolContext.credentials`` at call time.
+        needs_approval: A person must approve every call before it runs.
+        owner: Who answers for the tool (visible to policies as ``resource.owner``).
+    """
 
     def __init__(
         self,
@@ -56,8 +72,22 @@ class Tool:
         *,
         name: str | None = None,
         description: str | None = None,
+        side_effect: SideEffect = "read",
+        timeout_s: float | None = None,
+        credentials: Sequence[CredentialRef] = (),
+        needs_approval: bool = False,
+        owner: str = "",
     ) -> None:
+        if side_effect not in ("read", "write"):
+            raise ValueError(f"side_effect must be 'read' or 'write', not {side_effect!r}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
         self.func = func
+        self.side_effect: SideEffect = side_effect
+        self.timeout_s = timeout_s
+        self.credentials: tuple[CredentialRef, ...] = tuple(credentials)
+        self.needs_approval = needs_approval
+        self.owner = owner
         self.name = name or func.__name__
         if not _TOOL_NAME.match(self.name):
             raise ValueError(f"tool name {self.name!r} must match {_TOOL_NAME.pattern}")
@@ -92,6 +122,24 @@ class Tool:
             return await typing.cast(Callable[..., Awaitable[Any]], self.func)(**kwargs)
         return await anyio.to_thread.run_sync(lambda: self.func(**kwargs))
 
+    async def invoke(self, arguments: dict[str, Any], context: CallContext) -> Any:
+        """Run the tool for the gateway, which has validated the arguments already."""
+        kwargs = dict(arguments)
+        if self._context_param is not None:
+            kwargs[self._context_param] = ToolContext(
+                session_id=context.session_id,
+                turn_id=context.turn_id,
+                user_id=context.user_id,
+                agent_path=context.agent_path,
+                idempotency_key=context.idempotency_key,
+                resources=context.resources,
+                credentials=context.credentials,
+                bot=context.bot,
+            )
+        if self._is_async:
+            return await typing.cast(Callable[..., Awaitable[Any]], self.func)(**kwargs)
+        return await anyio.to_thread.run_sync(lambda: self.func(**kwargs))
+
     def __repr__(self) -> str:
         return f"Tool(name={self.name!r})"
 
@@ -107,20 +155,48 @@ def check_arguments(tool_name: str, validator: jsonschema.protocols.Validator, a
 @overload
 def tool(func: Callable[..., Any], /) -> Tool: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    side_effect: SideEffect = "read",
+    timeout_s: float | None = None,
+    credentials: Sequence[CredentialRef] = (),
+    needs_approval: bool = False,
+    owner: str = "",
+) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(
-    func: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    side_effect: SideEffect = "read",
+    timeout_s: float | None = None,
+    credentials: Sequence[CredentialRef] = (),
+    needs_approval: bool = False,
+    owner: str = "",
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function into a :class:`Tool`.
 
     The JSON schema comes from the type hints; the description from the docstring's first paragraph and
-    each argument's description from its ``Args:`` section. Use as ``@tool`` or ``@tool(name=...)``.
+    each argument's description from its ``Args:`` section. Use as ``@tool`` or
+    ``@tool(name=..., side_effect="write", credentials=[CredentialRef(name="github", secret="github_token")])``.
     """
     if func is not None:
         return Tool(func)
-    return lambda f: Tool(f, name=name, description=description)
+    return lambda f: Tool(
+        f,
+        name=name,
+        description=description,
+        side_effect=side_effect,
+        timeout_s=timeout_s,
+        credentials=credentials,
+        needs_approval=needs_approval,
+        owner=owner,
+    )
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:

@@ -1,9 +1,16 @@
 """Channels: how the outside world reaches bots. They verify and normalise input and hold no business logic."""
 
+from botfactory.channels.a2a import A2A_CARD_PATH, A2A_PREFIX, a2a_available, a2a_routes
+from botfactory.channels.a2a_spec import A2A_OPERATIONS
 from botfactory.channels.agentcore import agentcore_routes
 from botfactory.channels.agentcore_spec import AGENTCORE_OPERATIONS
+from botfactory.channels.approvals_api import approvals_routes
+from botfactory.channels.approvals_spec import APPROVALS_OPERATIONS
+from botfactory.channels.audit_api import audit_routes
+from botfactory.channels.audit_spec import AUDIT_OPERATIONS
 from botfactory.channels.http import InvokeBody, http_routes, read_json
 from botfactory.channels.http_spec import HTTP_OPERATIONS
+from botfactory.channels.mcp_endpoint import MCP_CHANNEL, MCP_PATH, mcp_routes
 from botfactory.channels.openai_compat import BOT_HEADER, SESSION_HEADER, openai_routes
 from botfactory.channels.openai_spec import OPENAI_OPERATIONS
 from botfactory.channels.openapi import ApiResponse, Operation, QueryParam, openapi_document
@@ -21,12 +28,24 @@ from botfactory.channels.slack import (
     slack_session_id,
     verify_slack_signature,
 )
+from botfactory.channels.slack_approvals import APPROVAL_ACTION_PREFIX, APPROVE_ACTION, DENY_ACTION
+from botfactory.channels.slack_delivery import approval_click_handler
 from botfactory.channels.slack_spec import SLACK_OPERATIONS
 
 __all__ = [
+    "A2A_CARD_PATH",
+    "A2A_OPERATIONS",
+    "A2A_PREFIX",
     "AGENTCORE_OPERATIONS",
+    "APPROVALS_OPERATIONS",
+    "APPROVAL_ACTION_PREFIX",
+    "APPROVE_ACTION",
+    "AUDIT_OPERATIONS",
     "BOT_HEADER",
+    "DENY_ACTION",
     "HTTP_OPERATIONS",
+    "MCP_CHANNEL",
+    "MCP_PATH",
     "OPENAI_OPERATIONS",
     "SESSION_HEADER",
     "SLACK_CHANNEL",
@@ -43,8 +62,14 @@ __all__ = [
     "SlackDeliverer",
     "SlackIdentity",
     "SlackInteractions",
+    "a2a_available",
+    "a2a_routes",
     "agentcore_routes",
+    "approval_click_handler",
+    "approvals_routes",
+    "audit_routes",
     "http_routes",
+    "mcp_routes",
     "openai_routes",
     "openapi_document",
     "read_json",

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from botfactory.errors import ForbiddenError, SessionNotFoundError
 from botfactory.identity import Principal
 
-__all__ = ["check_bot_allowed", "check_session_visible", "key_bot", "principal_of"]
+__all__ = ["acting_user", "check_bot_allowed", "check_session_visible", "key_bot", "principal_of"]
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -29,11 +29,25 @@ def check_bot_allowed(request: Request, bot: str) -> None:
         ForbiddenError: the key may not use ``bot``.
     """
     principal = principal_of(request)
-    if principal is not None and not principal.allows_bot(bot):
+    if principal is not None:
+        principal.check_bot(bot)
+
+
+def acting_user(request: Request, named: str | None) -> str | None:
+    """The user a message is from: a JWT caller's own user id, else the one the request names.
+
+    Raises:
+        ForbiddenError: a JWT caller names another user than itself.
+    """
+    principal = principal_of(request)
+    if principal is None or principal.user_id is None:
+        return named
+    if named is not None and named != principal.user_id:
         raise ForbiddenError(
-            f"API key {principal.key_id} may only use bot '{principal.bot}', not '{bot}'; "
-            "create a key for that bot with `botfactory keys create --bot NAME`"
+            f"this token is for user '{principal.user_id}' and cannot send messages as another user; "
+            "leave user_id (or user) out of the request, or set it to that value"
         )
+    return principal.user_id
 
 
 def check_session_visible(request: Request, session_id: str, bot: str) -> None:

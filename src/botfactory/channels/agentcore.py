@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from botfactory.channels._access import acting_user, check_bot_allowed
 from botfactory.channels._streaming import invoke_with_events
 from botfactory.channels.http import read_json
 from botfactory.errors import BotfactoryError, InvalidInputError
@@ -91,8 +92,10 @@ def agentcore_routes(runtime: Runtime, *, busy: Callable[[], bool] = lambda: Fal
     async def invocations(request: Request) -> Response:
         session_id = _session_id(request)
         bot = request.headers.get(AGENTCORE_BOT_HEADER) or runtime.settings.agentcore_bot
+        check_bot_allowed(request, bot)
         runtime.bots.get(bot)
         body = _parse(await read_json(request, max_bytes=runtime.settings.max_request_bytes))
+        body = body.model_copy(update={"user_id": acting_user(request, body.user_id)})
         dedup_key = request.headers.get(AGENTCORE_REQUEST_HEADER) or None
         runtime.check_input(session_id=session_id, text=body.prompt, user_id=body.user_id, dedup_key=dedup_key)
         headers = {AGENTCORE_SESSION_HEADER: session_id}

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from botfactory.channels._access import check_bot_allowed, check_session_visible, key_bot
+from botfactory.channels._access import acting_user, check_bot_allowed, check_session_visible, key_bot
 from botfactory.channels._streaming import invoke_with_events
 from botfactory.errors import BotfactoryError, InvalidInputError, PayloadTooLargeError
 from botfactory.runtime import InvokeResult, Runtime
@@ -154,6 +154,7 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
         bot = request.path_params["bot"]
         runtime.bots.get(bot)
         body = _parse_invoke(await read_json(request, max_bytes=runtime.settings.max_request_bytes))
+        body = body.model_copy(update={"user_id": acting_user(request, body.user_id)})
         runtime.check_input(session_id=body.session_id, text=body.text, user_id=body.user_id)
         wants_stream = request.query_params.get("stream") in (
             "1",
@@ -172,7 +173,11 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
             MessageBody, await read_json(request, max_bytes=runtime.settings.max_request_bytes), '{"text": "..."}'
         )
         enqueued = await runtime.enqueue(
-            bot, session_id=session_id, text=body.text, user_id=body.user_id, dedup_key=body.dedup_key
+            bot,
+            session_id=session_id,
+            text=body.text,
+            user_id=acting_user(request, body.user_id),
+            dedup_key=body.dedup_key,
         )
         return JSONResponse(
             {

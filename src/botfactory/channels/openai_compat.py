@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from botfactory import errors
-from botfactory.channels._access import check_bot_allowed, key_bot, principal_of
+from botfactory.channels._access import acting_user, check_bot_allowed, key_bot, principal_of
 from botfactory.channels.http import KEEPALIVE_S, read_json
 from botfactory.errors import (
     BotfactoryError,
@@ -87,6 +87,7 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
         if body.model not in runtime.bots:
             known = ", ".join(bot.name for bot in runtime.bots) or "none"
             raise ModelNotFoundError(f"no bot named {body.model!r} (bots: {known}); GET /v1/models lists them")
+        body = body.model_copy(update={"user": acting_user(request, body.user)})
         text = last_user_text(body)
         session_id = _header_key(request, SESSION_HEADER) or str(uuid.uuid4())
         runtime.check_input(session_id=session_id, text=text, user_id=body.user)
@@ -126,7 +127,7 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
             model_request,
             bot=bot,
             session_id=_header_key(request, SESSION_HEADER),
-            user_id=body.user,
+            user_id=acting_user(request, body.user),
         )
         completion_id, created = new_completion_id(), int(time.time())
         if not body.stream:

@@ -13,15 +13,22 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from botfactory.channels._slack_apps import SlackApp, SlackApps, SlackIdentity
+from botfactory.channels._slack_apps import SlackAction, SlackActionHandler, SlackApp, SlackApps, SlackIdentity
+from botfactory.channels.slack_approvals import (
+    approval_blocks,
+    approval_text,
+    decided_blocks,
+    decided_text,
+    handle_approval_click,
+)
 from botfactory.errors import MissingExtraError
-from botfactory.runtime import DeliveryError
-from botfactory.store import InboxItem, OutboxRecord
+from botfactory.runtime import DeliveryError, Runtime
+from botfactory.store import ApprovalRecord, InboxItem, OutboxRecord
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
 
-__all__ = ["SLACK_CHANNEL", "SlackDeliverer"]
+__all__ = ["SLACK_CHANNEL", "SlackDeliverer", "approval_click_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +108,51 @@ class SlackDeliverer:
         except DeliveryError as exc:
             logger.warning("error=<%s> | thinking placeholder not deleted", exc.message)
 
+    async def request_approval(self, item: InboxItem, approval: ApprovalRecord) -> dict[str, Any] | None:
+        """Post the request with Approve / Deny buttons in the turn's thread; where it is, or ``None`` on failure."""
+        try:
+            app, client, target = self._target(item.reply_to)
+            response = await _call(
+                client.chat_postMessage,
+                channel=str(target["channel"]),
+                thread_ts=target.get("thread_ts"),
+                text=approval_text(approval),
+                blocks=approval_blocks(approval),
+            )
+        except DeliveryError as exc:
+            logger.warning(
+                "approval_id=<%s>, error=<%s> | approval request not posted to Slack; decide it with the API or CLI",
+                approval.id,
+                exc.message,
+            )
+            return None
+        ts = response.get("ts")
+        return {"app": app.name, "channel": str(target["channel"]), "ts": str(ts)} if ts else None
+
+    async def show_decision(self, approval: ApprovalRecord, *, app: str, channel: str, ts: str) -> None:
+        """Replace the request's buttons with who decided what. Never raises."""
+        try:
+            _, client, _ = self._target({"app": app, "channel": channel})
+            await _call(
+                client.chat_update, channel=channel, ts=ts, text=decided_text(approval), blocks=decided_blocks(approval)
+            )
+        except DeliveryError as exc:
+            logger.warning("approval_id=<%s>, error=<%s> | approval message not updated", approval.id, exc.message)
+
+    async def tell(self, action: SlackAction, text: str) -> None:
+        """An ephemeral message to the user who clicked (why their click did nothing). Never raises."""
+        try:
+            _, client, _ = self._target({"app": action.app, "channel": action.channel})
+            await _call(
+                client.chat_postEphemeral,
+                channel=str(action.channel),
+                user=action.user,
+                thread_ts=action.thread_ts,
+                text=text,
+            )
+        except DeliveryError as exc:
+            logger.warning("user=<%s>, error=<%s> | ephemeral message not posted", action.user, exc.message)
+
     async def identify(self) -> None:
         """Learn who each app posts as (``auth.test``), so its own messages echoed back make no turn.
 
@@ -140,3 +192,16 @@ async def _call(method: Any, **arguments: Any) -> dict[str, Any]:
         raise DeliveryError(f"Slack could not be reached: {exc}") from None
     data = response.data
     return data if isinstance(data, dict) else {}
+
+
+def approval_click_handler(deliverer: SlackDeliverer) -> SlackActionHandler:
+    """The handler of the Approve / Deny buttons: decide, then show the decision in place (or tell the user why not)."""
+
+    async def on_click(action: SlackAction, runtime: Runtime) -> None:
+        outcome = await handle_approval_click(action, runtime)
+        if isinstance(outcome, str):
+            await deliverer.tell(action, outcome)
+        elif action.channel and action.message_ts:
+            await deliverer.show_decision(outcome, app=action.app, channel=action.channel, ts=action.message_ts)
+
+    return on_click

@@ -19,7 +19,7 @@ from rich.text import Text
 from botfactory.cli._output import console, print_json, stderr
 from botfactory.cli.main import cli, load_settings, run_async
 from botfactory.errors import ConfigError, InvalidInputError, SecretNotFoundError
-from botfactory.identity import MasterKey, SecretInfo, Vault, load_master_key, replace_key_file
+from botfactory.identity import MasterKey, SecretInfo, Vault, load_master_key, replace_key_file, user_owner
 from botfactory.store import SecretStore, Store
 
 __all__ = ["secret_json"]
@@ -64,6 +64,18 @@ def _say(line: str) -> None:
     console.print(line, markup=False, soft_wrap=True)
 
 
+def _owner(owner: str | None, user: str | None) -> str | None:
+    """The vault owner that ``--owner`` or ``--user`` names (``None``: neither was given)."""
+    if user is None:
+        return owner
+    if owner is not None:
+        raise click.UsageError("give either --owner or --user, not both (--user P is short for --owner user:P)")
+    return user_owner(user)
+
+
+_USER_HELP = "A user's own token: short for --owner user:PRINCIPAL (e.g. --user slack:T1:U2)."
+
+
 def _whose(owner: str) -> str:
     return f"of owner {owner!r}" if owner else "(platform-wide)"
 
@@ -90,8 +102,9 @@ def secrets() -> None:
 
 @secrets.command("set")
 @click.argument("name")
-@click.option("--owner", default="", help="The principal the secret belongs to; default: platform-wide.")
-def secrets_set(name: str, owner: str) -> None:
+@click.option("--owner", default=None, help="The principal the secret belongs to; default: platform-wide.")
+@click.option("--user", default=None, metavar="PRINCIPAL", help=_USER_HELP)
+def secrets_set(name: str, owner: str | None, user: str | None) -> None:
     """Store a secret's value under NAME, replacing any previous value.
 
     The value is read from stdin when it is piped (one trailing line break is dropped), else from a hidden prompt
@@ -101,7 +114,9 @@ def secrets_set(name: str, owner: str) -> None:
     \b
         botfactory secrets set github_token              # prompts, input hidden
         botfactory secrets set github_token < token.txt
+        botfactory secrets set github_token --user slack:T1:U2   # that user's own token
     """
+    owner = _owner(owner, user) or ""
     key = load_master_key(load_settings())
     value = _read_value(name)
     info, created = _with_vault(key, lambda vault: vault.set(name, value, owner=owner))
@@ -113,9 +128,11 @@ def secrets_set(name: str, owner: str) -> None:
 
 @secrets.command("list")
 @click.option("--owner", default=None, help="Only this owner's secrets ('' for platform-wide ones).")
+@click.option("--user", default=None, metavar="PRINCIPAL", help="Only this user's own tokens (--owner user:PRINCIPAL).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def secrets_list(owner: str | None, as_json: bool) -> None:
+def secrets_list(owner: str | None, user: str | None, as_json: bool) -> None:
     """List secrets by owner and name, with dates and master key ids; never their values."""
+    owner = _owner(owner, user)
     records = _with_store(lambda store: store.list(owner=owner))
     infos = [SecretInfo.of(record) for record in records]
     if as_json:
@@ -132,10 +149,12 @@ def secrets_list(owner: str | None, as_json: bool) -> None:
 
 @secrets.command("delete")
 @click.argument("name")
-@click.option("--owner", default="", help="The principal the secret belongs to; default: platform-wide.")
+@click.option("--owner", default=None, help="The principal the secret belongs to; default: platform-wide.")
+@click.option("--user", default=None, metavar="PRINCIPAL", help=_USER_HELP)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-def secrets_delete(name: str, owner: str, yes: bool) -> None:
+def secrets_delete(name: str, owner: str | None, user: str | None, yes: bool) -> None:
     """Delete a secret. Tools that need it fail until it is set again."""
+    owner = _owner(owner, user) or ""
 
     def missing() -> SecretNotFoundError:
         whose = f" of owner {owner!r}" if owner else ""

@@ -81,9 +81,20 @@ def argument_types_from_json_schemas(schemas: Mapping[str, Mapping[str, Any]]) -
 
 
 def _cedar_type(prop: Mapping[str, Any]) -> str | None:
+    """The Cedar type of one JSON-schema property: typed scalars, enums (``Literal``), optionals, arrays of them."""
+    options = [o for o in prop.get("anyOf", ()) if isinstance(o, Mapping) and o.get("type") != "null"]
+    if "anyOf" in prop:  # Optional[X] is {"anyOf": [X, {"type": "null"}]}: policies see X
+        return _cedar_type(options[0]) if len(options) == 1 else None
     kind = prop.get("type")
+    if kind is None and isinstance(prop.get("enum"), list) and prop["enum"]:
+        values = prop["enum"]
+        if all(isinstance(v, str) for v in values):
+            return "String"
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return "Long"
+        return None
     if kind == "array":
-        element = _JSON_TO_CEDAR.get(str(prop.get("items", {}).get("type")))
+        element = _cedar_type(prop.get("items", {}))
         return f"Set<{element}>" if element in ("String", "Long") else None
     return _JSON_TO_CEDAR.get(str(kind))
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from botfactory.errors import BotfactoryError, UnauthenticatedError
+from botfactory.errors import BotfactoryError, ForbiddenError, UnauthenticatedError
 from botfactory.store import ApiKeyRecord, ApiKeyStore
 
 __all__ = [
@@ -47,26 +47,54 @@ _KEY_SHAPE: Final = re.compile(re.escape(KEY_PREFIX) + "[A-Za-z0-9_-]{" + str(_S
 _CACHE_MAX: Final = 10_000
 """Keys (known and unknown) remembered at most; a flood of random keys cannot grow memory without bound."""
 
-PrincipalKind = Literal["api_key", "local"]
+PrincipalKind = Literal["api_key", "jwt", "local"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Principal:
-    """Who is calling: an API key, or a local-development request from this machine.
+    """Who is calling: an API key, a user with an OpenID Connect token, or a local request from this machine.
 
     Attributes:
-        kind: ``api_key`` or ``local`` (no key, from localhost, in ``botfactory up``).
-        key_id: The key's id for ``api_key``; ``None`` for ``local``.
+        kind: ``api_key``, ``jwt`` (a bearer token from the ``[oidc]`` issuer) or ``local`` (no key, from
+            localhost, in ``botfactory up``).
+        key_id: The key's id for ``api_key``; ``None`` otherwise.
         bot: The one bot the caller may use, or ``None`` for every bot.
+        user_id: The user a ``jwt`` caller is, ``oidc:<issuer host and path>:<subject>``; messages it sends are
+            that user's. ``None`` for API keys, which may name any user.
+        groups: The user's groups from the token's groups claim.
+        scopes: The token's scopes.
+        client_id: The OAuth client the token was issued to (``azp`` or ``client_id``).
     """
 
     kind: PrincipalKind
     key_id: str | None = None
     bot: str | None = None
+    user_id: str | None = None
+    groups: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    client_id: str | None = None
 
     def allows_bot(self, name: str) -> bool:
         """Whether the caller may talk to bot ``name``."""
         return self.bot is None or self.bot == name
+
+    def check_bot(self, name: str) -> None:
+        """Refuse a caller limited to another bot than ``name``.
+
+        Raises:
+            ForbiddenError: The caller may not use bot ``name``.
+        """
+        if self.allows_bot(name):
+            return
+        if self.kind == "jwt":
+            raise ForbiddenError(
+                f"JWT callers may only use bot '{self.bot}', not '{name}'; "
+                "use an API key for that bot or change [oidc] bot"
+            )
+        raise ForbiddenError(
+            f"API key {self.key_id} may only use bot '{self.bot}', not '{name}'; "
+            "create a key for that bot with `botfactory keys create --bot NAME`"
+        )
 
 
 LOCAL_PRINCIPAL: Final = Principal(kind="local")

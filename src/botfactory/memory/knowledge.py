@@ -93,6 +93,11 @@ class KnowledgeBase:
         self._index: VectorIndex | None = None
         self._lock = asyncio.Lock()
 
+    @property
+    def embedder(self) -> Embedder:
+        """The model that embeds this knowledge base's chunks and queries (shareable: it holds the weights)."""
+        return self._embedder
+
     async def ingest(self, path: Path, *, force: bool = False, progress: Progress | None = None) -> IngestReport:
         """Bring the knowledge base in line with a folder (recursively) or a single file.
 

@@ -6,6 +6,7 @@ from botfactory.runtime.resources import SessionResources
 from botfactory.runtime.service import EventCallback, InvokeResult, Runtime, SessionView
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.runtime.stack import RuntimeStack, start_runtime
+from botfactory.runtime.tools import build_gateway, load_policies, start_tool_sources, walk_agents
 from botfactory.runtime.worker import Worker
 
 __all__ = [
@@ -25,6 +26,10 @@ __all__ = [
     "Signals",
     "TurnLimits",
     "Worker",
+    "build_gateway",
+    "load_policies",
     "start_runtime",
+    "start_tool_sources",
     "utc_day",
+    "walk_agents",
 ]

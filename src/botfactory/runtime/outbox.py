@@ -17,10 +17,12 @@ from typing import Any, Final, Protocol, runtime_checkable
 from botfactory.agents import BotRegistry
 from botfactory.errors import BotfactoryError, LeaseLostError
 from botfactory.runtime.signals import Pulse, Signals
-from botfactory.store import Claim, InboxItem, OutboxRecord, RuntimeStore
+from botfactory.store import ApprovalRecord, Claim, InboxItem, OutboxRecord, RuntimeStore
 
 __all__ = [
     "PLACEHOLDER_KEY",
+    "ApprovalDeliverer",
+    "ApprovalNotices",
     "Deliverer",
     "DeliveryError",
     "OutboxDispatcher",
@@ -69,6 +71,40 @@ class PlaceholderDeliverer(Protocol):
 
     async def turn_abandoned(self, reply_to: dict[str, Any]) -> None:
         """Remove the placeholder of a turn that will post no reply (stale, cancelled, dead). Never raises."""
+
+
+@runtime_checkable
+class ApprovalDeliverer(Protocol):
+    """A deliverer that can show a request for approval where the conversation is (optional; Slack's buttons)."""
+
+    async def request_approval(self, item: InboxItem, approval: ApprovalRecord) -> dict[str, Any] | None:
+        """Show the request in the conversation of ``item``; return where it is (to update it), or ``None``.
+
+        Never raises: the request stays decidable through the API and the CLI whatever happens here.
+        """
+
+
+class ApprovalNotices:
+    """The worker's side of approvals: show each request once in its conversation, if the channel can."""
+
+    def __init__(self, store: RuntimeStore, deliverers: Mapping[str, Deliverer]) -> None:
+        self._store = store
+        self._deliverers = {
+            channel: deliverer for channel, deliverer in deliverers.items() if isinstance(deliverer, ApprovalDeliverer)
+        }
+
+    async def notify(self, claim: Claim, approval_id: str) -> None:
+        """Post the request where the turn's last message came from, unless it was posted already."""
+        item = claim.inputs[-1] if claim.inputs else None
+        deliverer = self._deliverers.get(item.channel) if item is not None else None
+        if item is None or deliverer is None:
+            return
+        approval = await self._store.approvals.get(approval_id)
+        if approval.notice is not None or approval.status != "pending":
+            return
+        notice = await deliverer.request_approval(item, approval)
+        if notice is not None:
+            await self._store.approvals.set_notice(approval_id, notice)
 
 
 class ReplyPlaceholders:

@@ -16,12 +16,14 @@ from typing import Any, Final
 
 from botfactory.agents import BotRegistry
 from botfactory.config import Settings
-from botfactory.errors import InvalidInputError, PayloadTooLargeError, StoreError
+from botfactory.errors import ForbiddenError, InvalidInputError, PayloadTooLargeError, StoreError
 from botfactory.observability import current_trace_context
 from botfactory.runtime.limits import Controls
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import (
     API_CHANNEL,
+    ApprovalRecord,
+    ApprovalStatus,
     CancelResult,
     Enqueued,
     EventRecord,
@@ -242,6 +244,65 @@ class Runtime:
         result = await self.queue.request_cancel(session_id)
         self.signals.control.fire()
         return result
+
+    # Approvals
+
+    async def approvals(
+        self, *, status: ApprovalStatus | None = None, bot: str | None = None, limit: int = 100
+    ) -> list[ApprovalRecord]:
+        """Requests for approval, newest first."""
+        return await self.queue.approvals.list(status=status, bot=bot, limit=limit)
+
+    async def approval(self, approval_id: str) -> ApprovalRecord:
+        """One request for approval.
+
+        Raises:
+            NotFoundError: no request has that id.
+        """
+        return await self.queue.approvals.get(approval_id)
+
+    def check_approver(self, approval: ApprovalRecord, approver: str, *, trusted: bool = False) -> None:
+        """Refuse someone who may not decide this request.
+
+        Args:
+            approver: The principal deciding (``slack:T1:U2``, ``key:<id>``, ``cli:<user>``).
+            trusted: The caller's credentials allow every decision on this bot (the CLI, an API key for the bot);
+                otherwise ``gateway.approvers`` must name the approver.
+
+        Raises:
+            ForbiddenError: the approver is the requester, or not an approver of the bot.
+        """
+        if approval.requester is not None and approver == approval.requester:
+            raise ForbiddenError("nobody approves their own request; ask another approver")
+        if trusted:
+            return
+        approvers = self.settings.gateway.approvers
+        allowed = set(approvers.get(approval.bot, [])) | set(approvers.get("*", []))
+        if approver not in allowed:
+            raise ForbiddenError(
+                f"{approver} may not decide approvals of bot {approval.bot}; add them to "
+                f"[gateway.approvers] {approval.bot} in botfactory.toml"
+            )
+
+    async def decide_approval(
+        self, approval_id: str, *, approve: bool, by: str, reason: str | None = None
+    ) -> ApprovalRecord:
+        """Approve or deny a request; the waiting turn resumes on any worker (check the approver first).
+
+        Raises:
+            NotFoundError: no request has that id.
+            ConflictError: it was decided already, or it expired.
+        """
+        decided = await self.queue.approvals.decide(approval_id, approve=approve, by=by, reason=reason)
+        self.signals.inbox.fire()
+        logger.info(
+            "approval_id=<%s>, status=<%s>, by=<%s>, tool=<%s> | approval decided",
+            approval_id,
+            decided.status,
+            by,
+            decided.tool,
+        )
+        return decided
 
     async def watch(
         self,

@@ -20,11 +20,12 @@ from typing import Any, Final, Literal
 
 from botfactory.agents import Bot, BotRegistry, Engine, Event, Step, TurnInput
 from botfactory.config import Settings
-from botfactory.errors import BotfactoryError, LeaseLostError, LimitExceededError
+from botfactory.errors import ApprovalPendingError, BotfactoryError, LeaseLostError, LimitExceededError
+from botfactory.gateway import PolicySession, PolicyUser
 from botfactory.messages import Message
 from botfactory.runtime._tracing import turn_span
 from botfactory.runtime.limits import Controls, TurnLimits, utc_day
-from botfactory.runtime.outbox import Deliverer, ReplyPlaceholders
+from botfactory.runtime.outbox import ApprovalNotices, Deliverer, ReplyPlaceholders
 from botfactory.runtime.resources import SessionResources
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import Claim, DoubleTexting, RuntimeStore, StepRecord, TurnOutcome, UsageDelta
@@ -95,6 +96,7 @@ class Worker:
         self.concurrency = concurrency or self.config.concurrency
         self.resources = SessionResources(idle_timeout_s=self.config.idle_timeout_s)
         self._placeholders = ReplyPlaceholders(store, deliverers or {})
+        self._approvals = ApprovalNotices(store, deliverers or {})
         self.stats = WorkerStats()
         self._clock = clock
         self._running: dict[str, _Running] = {}
@@ -320,7 +322,10 @@ class Worker:
             session_id=claim.session_id,
             turn_id=claim.turn.id,
             text="\n\n".join(item.text for item in claim.inputs),
+            bot=bot.name,
             user_id=claim.user_id,
+            caller=_caller(claim),
+            session=_session_attributes(claim),
             history=[Message(role=m.role, content=m.text) for m in claim.history],
             resources=self.resources.for_session(claim.session_id),
         )
@@ -375,6 +380,9 @@ class Worker:
                 return None
             message = f"this turn ran longer than its limit of {self.config.turn_max_seconds:g} seconds"
             return self._stopped(recorder, "time_limit", message)
+        except ApprovalPendingError as exc:
+            await self._park(claim, exc)
+            return None
         except LimitExceededError as exc:
             return self._stopped(recorder, exc.code, exc.message)
         except LeaseLostError:
@@ -405,6 +413,31 @@ class Worker:
             output_tokens=recorder.usage_out,
             cost=recorder.cost,
         )
+
+    async def _park(self, claim: Claim, pending: ApprovalPendingError) -> None:
+        """Release a turn that waits for an approval: no worker holds it until it is decided or expires."""
+        if running := self._running.get(claim.session_id):
+            running.ending = True
+        await asyncio.shield(
+            self.store.park(claim.lease, claim.turn.id, until=pending.expires_at + 0.001, reason=pending.message)
+        )
+        self.store.add_events(
+            [
+                (
+                    claim.session_id,
+                    claim.turn.id,
+                    "approval_requested",
+                    {"approval_id": pending.approval_id, "expires_at": pending.expires_at, "message": pending.message},
+                )
+            ]
+        )
+        logger.info(
+            "session_id=<%s>, turn_id=<%s>, approval_id=<%s> | turn waits for an approval",
+            claim.session_id,
+            claim.turn.id,
+            pending.approval_id,
+        )
+        await self._approvals.notify(claim, pending.approval_id)
 
     async def _give_back(self, claim: Claim, reason: str) -> None:
         if running := self._running.get(claim.session_id):
@@ -496,6 +529,29 @@ class _Recorder:
 
     async def on_event(self, event: Event) -> None:
         self._worker.store.add_events([(self._claim.session_id, event.turn_id, event.kind, event.to_dict())])
+
+
+def _caller(claim: Claim) -> PolicyUser | None:
+    """Who the turn acts for, as tool policies see them: the user, their workspace and the ingress channel."""
+    if claim.user_id is None:
+        return None
+    latest = claim.inputs[-1] if claim.inputs else None
+    reply_to = (latest.reply_to if latest is not None else None) or {}
+    team = reply_to.get("team")
+    return PolicyUser(
+        id=claim.user_id,
+        team=str(team) if team else None,
+        channel=latest.channel if latest is not None else None,
+    )
+
+
+def _session_attributes(claim: Claim) -> PolicySession:
+    """The conversation's attributes for tool policies: for Slack, its channel and thread."""
+    reply_to = (claim.inputs[-1].reply_to if claim.inputs else None) or {}
+    channel, thread = reply_to.get("channel"), reply_to.get("thread_ts")
+    return PolicySession(
+        id=claim.session_id, channel=str(channel) if channel else None, thread=str(thread) if thread else None
+    )
 
 
 def _step_from_record(record: StepRecord) -> Step:

@@ -12,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botfactory.channels import agentcore_routes, http_routes, openai_routes, slack_routes
+from botfactory.channels import (
+    a2a_available,
+    a2a_routes,
+    agentcore_routes,
+    approvals_routes,
+    audit_routes,
+    http_routes,
+    mcp_routes,
+    openai_routes,
+    slack_routes,
+)
 from botfactory.errors import BotfactoryError
 from botfactory.observability import TracingMiddleware
 from botfactory.server.auth import AuthMiddleware, AuthMode
@@ -65,8 +75,12 @@ def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         *http_routes(platform.runtime),
+        *approvals_routes(platform.runtime),
+        *(audit_routes(platform.engine.gateway.audit) if platform.engine.gateway.audit is not None else []),
         *openai_routes(platform.runtime, platform.inference),
+        *mcp_routes(platform.bots, platform.engine.gateway, max_request_bytes=platform.settings.max_request_bytes),
         *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
+        *(a2a_routes(platform.runtime) if a2a_available() else []),
         *contract,
     ]
     return Starlette(
@@ -80,6 +94,6 @@ def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: 
             # Outermost: every request is a span continuing the caller's traceparent; channels store that context
             # with the inbox message, and the turn continues it (see botfactory.observability).
             Middleware(TracingMiddleware, excluded_paths=frozenset({"/healthz"})),
-            Middleware(AuthMiddleware, keys=platform.api_keys, mode=auth),
+            Middleware(AuthMiddleware, keys=platform.api_keys, mode=auth, oidc=platform.oidc),
         ],
     )

@@ -1,11 +1,15 @@
 """Authentication of every HTTP request: an ASGI middleware in front of all routes.
 
-A request presents an API key as ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``. Exempt are health checks
-(``GET /healthz``, ``GET /ping``) and Slack's routes (``/slack/...``), which verify Slack's signature instead.
+A request presents an API key as ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``, or, when ``[oidc]`` is
+set, a JWT from the OpenID Connect issuer as ``Authorization: Bearer <token>`` (see docs/authentication.md). Exempt are health checks
+(``GET /healthz``, ``GET /ping``), A2A agent cards (``GET /a2a/{bot}/.well-known/agent-card.json``, public as A2A
+discovery expects; they describe the bot and how to authenticate) and Slack's routes (``/slack/...``), which verify
+Slack's signature instead.
 Everything else, including routes added later, needs a key: the middleware guards paths, not a list of routes.
 
 In ``local`` mode (``botfactory up``, bound to 127.0.0.1) a request without a key is allowed when it comes from
-this machine and not through a proxy or a web page of another origin; a request with a key is checked as usual.
+this machine and not through a proxy or a web page of another origin; a request with a key or a JWT is checked as
+usual.
 
 The principal is left in ``scope["state"]["principal"]`` (``request.state.principal``). A key scoped to one bot is
 refused with 403 on ``/v1/bots/{other}/...``; other routes check ``principal.allows_bot`` themselves.
@@ -24,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from botfactory.errors import BotfactoryError, ForbiddenError, UnauthenticatedError
-from botfactory.identity import KEY_PREFIX, LOCAL_PRINCIPAL, ApiKeys, Principal
+from botfactory.identity import JWT_SHAPE, KEY_PREFIX, LOCAL_PRINCIPAL, ApiKeys, OidcVerifier, Principal
 
 __all__ = ["AuthMiddleware", "AuthMode", "is_exempt"]
 
@@ -35,6 +39,8 @@ AuthMode = Literal["keys", "local"]
 
 _EXEMPT_GET: Final = frozenset({"/healthz", "/ping", "/openapi.json"})
 _EXEMPT_PREFIX: Final = "/slack/"
+# A2A agent cards are public, as A2A discovery expects: they tell a client how to authenticate (docs/a2a.md).
+_AGENT_CARD: Final = re.compile(r"^/a2a/[^/]+/\.well-known/agent-card\.json$")
 _BOT_PATH: Final = re.compile(r"^/v1/bots/([^/]+)(?:/|$)")
 _LOOPBACK_ADDRESSES: Final = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -43,10 +49,11 @@ _HOW = "send Authorization: Bearer <key> (or X-Api-Key: <key>); create one with 
 
 
 def is_exempt(method: str, path: str) -> bool:
-    """Whether a request needs no API key: health checks, the API's description and Slack's signed routes."""
+    """Whether a request needs no API key: health checks, the API's description, A2A agent cards and Slack's signed
+    routes."""
     if path.startswith(_EXEMPT_PREFIX):
         return True
-    return method in ("GET", "HEAD") and path in _EXEMPT_GET
+    return method in ("GET", "HEAD") and (path in _EXEMPT_GET or _AGENT_CARD.match(path) is not None)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -89,12 +96,14 @@ class AuthMiddleware:
         app: The application behind it.
         keys: Verifies presented API keys.
         mode: ``keys`` or ``local`` (see :data:`AuthMode`).
+        oidc: Verifies JWT bearer tokens; ``None`` (no ``[oidc]`` settings) refuses them.
     """
 
-    def __init__(self, app: ASGIApp, *, keys: ApiKeys, mode: AuthMode) -> None:
+    def __init__(self, app: ASGIApp, *, keys: ApiKeys, mode: AuthMode, oidc: OidcVerifier | None = None) -> None:
         self.app = app
         self.keys = keys
         self.mode: AuthMode = mode
+        self.oidc = oidc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -108,11 +117,8 @@ class AuthMiddleware:
         try:
             principal = await self._principal(scope)
             bot = _BOT_PATH.match(path)
-            if bot is not None and not principal.allows_bot(bot.group(1)):
-                raise ForbiddenError(
-                    f"API key {principal.key_id} may only use bot '{principal.bot}', not '{bot.group(1)}'; "
-                    "create a key for that bot with `botfactory keys create --bot NAME`"
-                )
+            if bot is not None:
+                principal.check_bot(bot.group(1))
         except BotfactoryError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -123,6 +129,13 @@ class AuthMiddleware:
         headers = _headers(scope)
         secret = _presented_key(headers)
         local = self.mode == "local" and _from_this_machine(scope, headers)
+        if secret is not None and JWT_SHAPE.fullmatch(secret) is not None and not (local and self.oidc is None):
+            if self.oidc is None:
+                raise UnauthenticatedError(
+                    "JWT bearer tokens are not enabled on this server; set [oidc] issuer and audience in "
+                    f"botfactory.toml (see docs/authentication.md), or {_HOW}"
+                )
+            return await self.oidc.verify(secret)
         if secret is not None and not (local and not secret.startswith(KEY_PREFIX)):
             return await self.keys.authenticate(secret)
         # Locally, a token that is not a botfactory key is no key at all: OpenAI clients must send one ("unused").

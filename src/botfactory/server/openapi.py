@@ -6,12 +6,16 @@ from importlib.metadata import version
 from typing import Any, Final
 
 from botfactory.channels import (
+    A2A_OPERATIONS,
     AGENTCORE_OPERATIONS,
+    APPROVALS_OPERATIONS,
+    AUDIT_OPERATIONS,
     HTTP_OPERATIONS,
     OPENAI_OPERATIONS,
     SLACK_OPERATIONS,
     ApiResponse,
     Operation,
+    a2a_available,
     openapi_document,
 )
 from botfactory.server.platform import Platform
@@ -34,10 +38,20 @@ _DOCUMENT = Operation(
 def api_operations(platform: Platform | None = None) -> list[Operation]:
     """Every operation the app built for ``platform`` serves; ``None``: every operation there is.
 
-    Slack's operations are served only when Slack is configured.
+    Slack's operations are served only when Slack is configured, A2A's only with the ``a2a`` extra.
     """
     slack = SLACK_OPERATIONS if platform is None or platform.slack is not None else ()
-    return [_DOCUMENT, *HTTP_OPERATIONS, *OPENAI_OPERATIONS, *AGENTCORE_OPERATIONS, *slack]
+    a2a = A2A_OPERATIONS if platform is None or a2a_available() else ()
+    return [
+        _DOCUMENT,
+        *HTTP_OPERATIONS,
+        *APPROVALS_OPERATIONS,
+        *AUDIT_OPERATIONS,
+        *OPENAI_OPERATIONS,
+        *AGENTCORE_OPERATIONS,
+        *slack,
+        *a2a,
+    ]
 
 
 def full_document() -> dict[str, Any]:

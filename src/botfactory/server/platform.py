@@ -15,15 +15,22 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from botfactory.agents import BotContext, BotRegistry, Engine, contract_agents, load_bots_dir
-from botfactory.bots import SUPPORT_DOCS_DIR, reference_bots
-from botfactory.channels import SLACK_CHANNEL, SlackApps, SlackDeliverer
+from botfactory.agents import BotContext, BotRegistry, Engine, ToolSearch, contract_agents, load_bots_dir
+from botfactory.bots import REFERENCE_BOTS_DIR, SUPPORT_DOCS_DIR, reference_bots
+from botfactory.channels import (
+    APPROVAL_ACTION_PREFIX,
+    SLACK_CHANNEL,
+    SlackApps,
+    SlackDeliverer,
+    approval_click_handler,
+)
 from botfactory.config import Settings
-from botfactory.identity import ApiKeys
+from botfactory.errors import ConfigError
+from botfactory.identity import ApiKeys, ClientCredentialsTokens, Credentials, OidcVerifier, Vault, load_master_key
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
-from botfactory.runtime import Runtime, RuntimeStack, Worker, start_runtime
-from botfactory.store import ApiKeyStore, KnowledgeStore, Store
+from botfactory.runtime import Runtime, RuntimeStack, Worker, build_gateway, start_runtime, start_tool_sources
+from botfactory.store import ApiKeyStore, KnowledgeStore, SecretStore, Store
 from botfactory.testing import GitHubStandIn, run_standin_server
 
 __all__ = ["DEFAULT_KB", "Platform", "open_knowledge"]
@@ -48,9 +55,12 @@ class Platform:
     knowledge: KnowledgeBase
     bots: BotRegistry
     engine: Engine
+    """Runs turns; ``engine.gateway`` is the tool gateway (policies, audit log, limits, credentials)."""
     runtime_stack: RuntimeStack
     api_keys: ApiKeys
     """Verifies the API keys requests present (see :mod:`botfactory.server.auth`)."""
+    oidc: OidcVerifier | None = None
+    """Verifies JWT bearer tokens from the ``[oidc]`` issuer; ``None``: JWTs are refused."""
     github_demo: GitHubStandIn | None = None
     slack: SlackApps | None = None
     """The Slack apps served (``None``: Slack is off); register interactive action handlers on ``slack.interactions``."""
@@ -117,7 +127,22 @@ class Platform:
                     bots.add(bot)
             for external in contract_agents(bot.agent for bot in bots):
                 stack.push_async_callback(external.aclose)  # stops the apps it started, after the runtime stops
-            engine = Engine(inference)
+            await start_tool_sources(bots, stack)  # MCP servers, OpenAPI documents: their tools exist from here
+            credentials = _credentials(settings, store, stack, create_key=role == "all")
+            gateway = build_gateway(
+                settings,
+                store=store,
+                bots=bots,
+                stack=stack,
+                reference_dir=REFERENCE_BOTS_DIR,
+                credentials=credentials,
+            )
+            engine = Engine(
+                inference,
+                gateway=gateway,
+                tool_search=ToolSearch(knowledge.embedder),
+                max_visible_tools=settings.gateway.tool_search_threshold,
+            )
             slack = slack_app(settings)
             slack_deliverer = SlackDeliverer(slack) if slack is not None else None
             runtime_stack = await start_runtime(
@@ -131,6 +156,12 @@ class Platform:
                 deliverers={SLACK_CHANNEL: slack_deliverer} if slack_deliverer is not None else None,
             )
             stack.push_async_callback(runtime_stack.aclose)
+            gateway.approvals = runtime_stack.queue.approvals  # a turn waiting for one is parked in the same store
+            if slack is not None and slack_deliverer is not None:  # Approve / Deny buttons in the thread
+                slack.interactions.register(APPROVAL_ACTION_PREFIX, approval_click_handler(slack_deliverer))
+            oidc = OidcVerifier(settings.oidc) if settings.oidc is not None else None
+            if oidc is not None:
+                stack.push_async_callback(oidc.aclose)
             if slack_deliverer is not None:  # learn each app's own user (auth.test) without delaying the start
                 identifying = asyncio.get_running_loop().create_task(slack_deliverer.identify(), name="slack-identify")
                 stack.push_async_callback(_cancel, identifying)
@@ -146,6 +177,7 @@ class Platform:
             engine=engine,
             runtime_stack=runtime_stack,
             api_keys=ApiKeys(ApiKeyStore(store.engine), ttl_s=settings.auth_cache_s),
+            oidc=oidc,
             slack=slack,
             github_demo=github_demo,
             _stack=stack,
@@ -154,6 +186,27 @@ class Platform:
     async def aclose(self) -> None:
         """Stop the models and close the store."""
         await self._stack.aclose()
+
+
+def _credentials(
+    settings: Settings, store: Store, stack: contextlib.AsyncExitStack, *, create_key: bool
+) -> Credentials | None:
+    """What the gateway injects into tools: the vault's secrets and OAuth tokens; ``None`` without a master key.
+
+    ``botfactory up`` creates the key file on first run; ``serve`` and ``worker`` never do (every host must use
+    the same key: set ``BOTFACTORY_MASTER_KEY`` or copy the file), and without one, tools that declare a
+    credential fail with a message saying so.
+    """
+    try:
+        key = load_master_key(settings, create=create_key)
+    except ConfigError as exc:
+        logger.warning("vault=<off> | tools that declare credentials will fail: %s", exc.message)
+        return None
+    vault = Vault(SecretStore(store.engine), key)
+    oauth = ClientCredentialsTokens(settings.oauth_clients, vault) if settings.oauth_clients else None
+    if oauth is not None:
+        stack.push_async_callback(oauth.aclose)
+    return Credentials(vault, oauth)
 
 
 def slack_app(settings: Settings) -> SlackApps | None:

@@ -11,8 +11,11 @@ The schema lives in :mod:`botfactory.store.schema`, migrations in :mod:`botfacto
 from __future__ import annotations
 
 from botfactory.store.api_keys import ApiKeyRecord, ApiKeyStore
+from botfactory.store.approvals import ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval
+from botfactory.store.audit import AuditQuery, AuditRecord, AuditStore
 from botfactory.store.base import Clock, Store
 from botfactory.store.engine import begin_write, create_engine, create_sync_engine, normalize_url
+from botfactory.store.ids import new_id
 from botfactory.store.knowledge import ChunkInput, ChunkRow, KnowledgeStats, KnowledgeStore
 from botfactory.store.migrate import current_revision, head_revision, upgrade
 from botfactory.store.notify import ChangeFeed, NotificationHandler
@@ -37,6 +40,7 @@ from botfactory.store.queue_records import (
     UsageDelta,
     session_state,
 )
+from botfactory.store.rate_limits import BucketSpec, RateBucketStore
 from botfactory.store.records import (
     FinishedTurnStatus,
     MessageRecord,
@@ -57,7 +61,14 @@ __all__ = [
     "INBOX_CHANNEL",
     "ApiKeyRecord",
     "ApiKeyStore",
+    "ApprovalRecord",
+    "ApprovalStatus",
+    "ApprovalStore",
+    "AuditQuery",
+    "AuditRecord",
+    "AuditStore",
     "BatchWriter",
+    "BucketSpec",
     "CancelKind",
     "CancelResult",
     "ChangeFeed",
@@ -78,9 +89,11 @@ __all__ = [
     "KnowledgeStore",
     "Lease",
     "MessageRecord",
+    "NewApproval",
     "NotificationHandler",
     "OutboxRecord",
     "QueueState",
+    "RateBucketStore",
     "RuntimeStore",
     "SecretRecord",
     "SecretStore",
@@ -99,6 +112,7 @@ __all__ = [
     "create_sync_engine",
     "current_revision",
     "head_revision",
+    "new_id",
     "normalize_url",
     "session_state",
     "upgrade",

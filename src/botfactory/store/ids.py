@@ -4,12 +4,14 @@ A random UUID (version 4) as a primary key lands each insert on a random page of
 n messages dirties about n index pages per keyed table, and each commit writes them all. A version-7 UUID starts
 with the time in milliseconds, so new rows go to the right edge of the index: a batch dirties a page or two.
 Measured on SQLite with batches of 32 messages, an enqueue costs 20-40 % less CPU than with random ids.
-The remaining 74 bits are random, so ids stay unique across processes and machines without coordination.
+Within a process, ids are strictly increasing (a counter orders those of one millisecond); the 62 random bits
+keep ids unique across processes and machines without coordination.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
@@ -19,13 +21,30 @@ _VERSION = 0x7 << 76
 _VARIANT = 0b10 << 62
 
 
+_last_ms = 0
+_counter = 0
+_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A new time-ordered row id, as the 36-character UUID text."""
-    milliseconds = time.time_ns() // 1_000_000
-    random = int.from_bytes(os.urandom(10), "big")  # 12 bits before the variant, 62 after: 74 used
-    value = (
-        (milliseconds & (2**48 - 1)) << 80 | _VERSION | ((random >> 62) & 0xFFF) << 64 | _VARIANT | random & (2**62 - 1)
-    )
+    """A new time-ordered row id, as the 36-character UUID text.
+
+    Ids made by one process are strictly increasing, even within a millisecond: the 12 bits after the version hold
+    a counter (RFC 9562 §6.2, method 1), started at a random value below 2048 in each new millisecond and
+    incremented within it; when it runs out the timestamp is advanced by one millisecond.
+    """
+    global _last_ms, _counter
+    random = int.from_bytes(os.urandom(8), "big")
+    with _lock:
+        milliseconds = time.time_ns() // 1_000_000
+        if milliseconds > _last_ms:
+            _last_ms, _counter = milliseconds, random >> 53  # 11 random bits: room to count in the millisecond
+        else:
+            _counter += 1
+            if _counter > 0xFFF:
+                _last_ms, _counter = _last_ms + 1, 0
+        milliseconds, counter = _last_ms, _counter
+    value = (milliseconds & (2**48 - 1)) << 80 | _VERSION | counter << 64 | _VARIANT | random & (2**62 - 1)
     return str(uuid.UUID(int=value))
 
 

@@ -32,6 +32,7 @@ from botfactory.errors import (
 )
 from botfactory.store import _statements as _s
 from botfactory.store._fast import Fast
+from botfactory.store.approvals import ApprovalStore
 from botfactory.store.ids import new_id, new_token
 from botfactory.store.queue_records import (
     API_CHANNEL,
@@ -823,6 +824,38 @@ class RuntimeStore:
         )
         return False
 
+    async def park(self, lease: Lease, turn_id: str, *, until: float, reason: str) -> None:
+        """Let go of a turn that waits for a person (an approval) until ``until`` or until it is woken.
+
+        Not a failed attempt: the attempt is given back. Deciding the approval wakes the session at once
+        (:meth:`ApprovalStore.decide`); at ``until`` any worker resumes it anyway, to find the request expired.
+
+        Raises:
+            LeaseLostError: another worker holds the session now; nothing was written.
+        """
+        await self.writer.write(lambda connection: self._park(connection, lease, turn_id, until, reason))
+
+    def _park(self, connection: sa.Connection, lease: Lease, turn_id: str, until: float, reason: str) -> None:
+        self._check_lease(connection, lease)
+        now = self._clock()
+        connection.execute(
+            sa.update(turns)
+            .where(turns.c.id == turn_id)
+            .values(attempts=sa.case((turns.c.attempts > 0, turns.c.attempts - 1), else_=0), error_message=reason)
+        )
+        connection.execute(
+            sa.update(session_queue)
+            .where(session_queue.c.session_id == lease.session_id)
+            .values(lease_token=None, ready_at=until, updated_at=now)
+        )
+
+    @property
+    def approvals(self) -> ApprovalStore:
+        """Requests for approval; deciding one wakes its session in the same transaction."""
+        return ApprovalStore(
+            self.writer, notify=self._notify_channels.add if self._postgres else _ignore, inbox_channel=INBOX_CHANNEL
+        )
+
     async def unlease(self, leases: Sequence[Lease]) -> None:
         """Let go of sessions at once (shutdown): their turns stay running and any worker resumes them now."""
         if leases:
@@ -1241,6 +1274,10 @@ class RuntimeStore:
     def _turn(connection: sa.Connection, turn_id: str) -> TurnRecord:
         row = connection.execute(_s.TURN_BY_ID, {"b_turn_id": turn_id}).mappings().one()
         return turn_from_row(row)
+
+
+def _ignore(channel: str) -> None:
+    """SQLite has no notifications: other processes see the commit through the change counter."""
 
 
 def _leased(token: str | None, ready_at: float | None, now: float) -> bool:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "api_keys",
+    "approvals",
     "audit_log",
     "inbox",
     "kb_chunks",
@@ -282,4 +283,29 @@ rate_buckets = sa.Table(
     sa.Column("key", sa.String(512), primary_key=True, comment="e.g. tool:github.assign_copilot_seat"),
     sa.Column("tokens", sa.Float, nullable=False, comment="tokens left at updated_at"),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Approvals (migration 0006)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True, comment="UUIDv7"),
+    sa.Column("call_key", sa.String(300), nullable=False, comment="the call's idempotency key: turn:position"),
+    sa.Column("session_id", sa.String(256), nullable=False),
+    sa.Column("turn_id", sa.String(36), nullable=False),
+    sa.Column("bot", sa.String(128), nullable=False),
+    sa.Column("agent_path", sa.String(512), nullable=False),
+    sa.Column("tool", sa.String(256), nullable=False),
+    sa.Column("arguments", sa.JSON, nullable=False, comment="redacted, for the approver to read"),
+    sa.Column("requester", sa.String(256), nullable=True, comment="the user the call is made for"),
+    sa.Column("status", sa.String(16), nullable=False, comment="pending | approved | denied | expired"),
+    sa.Column("decided_by", sa.String(256), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("notice", sa.JSON, nullable=True, comment="where the request was posted (e.g. Slack channel, ts)"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("decided_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("call_key"),
+    sa.Index(None, "status", "created_at"),
 )

@@ -1,7 +1,8 @@
 """A local Slack for demos and tests: the Web API calls botfactory makes, and correctly signed events.
 
-``SlackStandIn`` serves ``auth.test``, ``chat.postMessage``, ``chat.update`` and ``chat.delete`` under ``/api/``
-and records every post with the token it came with; point ``slack_api_url`` at ``{base_url}/api/``.
+``SlackStandIn`` serves ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete`` and
+``chat.postEphemeral`` under ``/api/`` and records every post with the token it came with; point ``slack_api_url`` at
+``{base_url}/api/``.
 ``signed_event`` builds an Events API request the way Slack signs it, for a running botfactory's
 ``POST /slack/events``; ``signed_interaction`` does the same for a button click (``POST /slack/interactions``).
 """
@@ -46,6 +47,10 @@ class SlackPost:
     ts: str
     token: str = ""
     """The bot token the post was made with (which app posted it)."""
+    blocks: list[dict[str, Any]] | None = None
+    """Block Kit blocks sent with the message (buttons, sections), as Slack received them."""
+    user: str | None = None
+    """For an ephemeral message (``chat.postEphemeral``): the only user who sees it."""
 
 
 @dataclass
@@ -63,6 +68,7 @@ class SlackStandIn:
         posts: Messages posted, oldest first (updates replace the text of the post they name; deletes remove it).
         rate_limit: The next this many calls are answered 429 with ``Retry-After: retry_after_s``.
         calls: Web API methods called, in order (``chat.postMessage``, ``chat.update``, ...), 429s included.
+        ephemeral: Messages posted with ``chat.postEphemeral`` (seen by one user only), oldest first.
         app: The ASGI application.
     """
 
@@ -76,6 +82,7 @@ class SlackStandIn:
     retry_after_s: int = 1
     limited: int = 0
     calls: list[str] = field(default_factory=list)
+    ephemeral: list[SlackPost] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -85,6 +92,7 @@ class SlackStandIn:
                 Route("/api/chat.postMessage", self._post, methods=["POST"]),
                 Route("/api/chat.update", self._update, methods=["POST"]),
                 Route("/api/chat.delete", self._delete, methods=["POST"]),
+                Route("/api/chat.postEphemeral", self._post_ephemeral, methods=["POST"]),
             ]
         )
 
@@ -132,6 +140,7 @@ class SlackStandIn:
             thread_ts=str(arguments["thread_ts"]) if arguments.get("thread_ts") else None,
             ts=f"{2_000_000_000 + next(self._ts)}.000100",
             token=str(arguments["_token"]),
+            blocks=_blocks(arguments.get("blocks")),
         )
         self.posts.append(post)
         self._changed("posted", post)
@@ -149,6 +158,7 @@ class SlackStandIn:
                     thread_ts=post.thread_ts,
                     ts=post.ts,
                     token=str(arguments["_token"]),
+                    blocks=_blocks(arguments.get("blocks")),
                 )
                 self._changed("updated", self.posts[index])
                 return JSONResponse({"ok": True, "channel": post.channel, "ts": post.ts})
@@ -164,6 +174,34 @@ class SlackStandIn:
                 self._changed("deleted", post)
                 return JSONResponse({"ok": True, "channel": post.channel, "ts": post.ts})
         return JSONResponse({"ok": False, "error": "message_not_found"})
+
+    async def _post_ephemeral(self, request: Request) -> Response:
+        arguments = await self._arguments(request)
+        if isinstance(arguments, Response):
+            return arguments
+        channel, text, user = arguments.get("channel"), arguments.get("text"), arguments.get("user")
+        if not channel or not text or not user:
+            return JSONResponse({"ok": False, "error": "user_not_in_channel" if channel and text else "no_text"})
+        post = SlackPost(
+            channel=str(channel),
+            text=str(text),
+            thread_ts=str(arguments["thread_ts"]) if arguments.get("thread_ts") else None,
+            ts=f"{2_000_000_000 + next(self._ts)}.000200",
+            token=str(arguments["_token"]),
+            user=str(user),
+        )
+        self.ephemeral.append(post)
+        return JSONResponse({"ok": True, "message_ts": post.ts})
+
+
+def _blocks(value: Any) -> list[dict[str, Any]] | None:
+    """Blocks as sent: a JSON array in a JSON body, or JSON text in a form."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return [b for b in value if isinstance(b, dict)] if isinstance(value, list) else None
 
 
 def message_event(

@@ -80,9 +80,12 @@ async def slack_rig(
     *,
     latency_s: float = 0.0,
     role: Literal["all", "serve", "worker"] = "all",
+    large: ScriptedModel | None = None,
     **settings: Any,
 ) -> AsyncIterator[SlackRig]:
     """A platform with the echo bot answering Slack (``settings`` override the single app's) and a client.
+
+    Bot files already in ``home / "bots"`` are loaded too; ``large`` is the model behind the ``large`` alias.
 
     A second rig on the same ``home`` shares the database (another process, as far as the runtime can tell).
     """
@@ -101,7 +104,7 @@ async def slack_rig(
     }
     loaded = Settings.load(home=home, bots_dir=bots, **(options | settings))
     small = ScriptedModel([echo], cycle=True, latency_s=latency_s)
-    inference = scripted_inference({"small": small, "large": ScriptedModel([])})
+    inference = scripted_inference({"small": small, "large": large or ScriptedModel([])})
     platform = await Platform.start(loaded, inference=inference, embedder=embedder, role=role)
     transport = httpx.ASGITransport(app=create_app(platform))
     async with httpx.AsyncClient(transport=transport, base_url="http://botfactory") as client:

@@ -55,7 +55,8 @@ async def test_public_operations_are_exactly_health_the_document_and_signed_or_c
     paths = document["paths"]
     assert isinstance(paths, dict)
     public = {(m.upper(), p) for p, ops in paths.items() for m, op in ops.items() if op.get("security") == []}
-    assert public <= {("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/ping")} | {
+    agent_card = ("GET", "/a2a/{bot}/.well-known/agent-card.json")  # public, as A2A discovery expects
+    assert public <= {("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/ping"), agent_card} | {
         (m, p) for m, p in public if p.startswith("/slack/")
     }
 

@@ -279,6 +279,25 @@ def test_argument_types_come_from_tool_json_schemas() -> None:
         )
 
 
+def test_enums_and_optionals_from_python_type_hints_are_visible_to_policies() -> None:
+    """``Literal[...]`` becomes an enum and ``X | None`` an anyOf: both must stay visible (a forbid on them applies)."""
+    types = argument_types_from_json_schemas(
+        {
+            "restart": {
+                "properties": {
+                    "env": {"enum": ["dev", "prod"]},
+                    "tier": {"enum": [1, 2]},
+                    "mixed": {"enum": ["a", 1]},
+                    "org": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                    "regions": {"type": "array", "items": {"enum": ["eu", "us"]}},
+                    "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                }
+            }
+        }
+    )
+    assert types == {"env": "String", "tier": "Long", "org": "String", "regions": "Set<String>"}
+
+
 def test_set_arguments_are_visible_to_policies(tmp_path: Path) -> None:
     write(
         tmp_path / "support",

@@ -30,6 +30,12 @@ def test_row_ids_are_unique_within_one_millisecond() -> None:
     assert all(len(value) == 36 for value in ids)
 
 
+def test_row_ids_of_one_process_strictly_increase_even_within_a_millisecond() -> None:
+    ids = [new_id() for _ in range(20_000)]  # thousands per millisecond: the counter orders them
+    assert ids == sorted(ids)
+    assert all(uuid.UUID(value).version == 7 for value in ids[::997])
+
+
 def test_a_token_is_a_random_uuid() -> None:
     assert uuid.UUID(new_token()).version == 4
     assert new_token() != new_token()

@@ -1,0 +1,412 @@
+"""The gateway every tool call passes, in this order (DESIGN.md §3 "Tool calls"):
+
+1. **validate** the arguments against the tool's JSON schema (``invalid``: the model is told what is wrong);
+2. **authorize** with Cedar: ungranted tools and ``forbid`` policies deny (``log-only`` bots record and go on);
+3. **approval** when the tool needs a person's yes;
+4. **rate limit**: one token from the tool's, the bot's and the user's buckets, all or none;
+5. **credentials** the tool declares are resolved and handed to it, never to the model;
+6. **execute** under the tool's timeout;
+7. **audit**: one row per call whatever happened, with redacted arguments, and the decision on the trace.
+
+A refusal at any step raises a :class:`~botfactory.errors.ToolError` whose message the engine gives the model as
+the tool's result, so the turn goes on. Credential values are scrubbed from the tool's output before the model or
+a trace sees it, in case a tool echoes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+import jsonschema
+from opentelemetry import trace
+
+from botfactory.config import RateLimitSettings
+from botfactory.errors import (
+    ApprovalPendingError,
+    BotfactoryError,
+    CredentialError,
+    ToolArgumentsError,
+    ToolDeniedError,
+    ToolError,
+    ToolRateLimitedError,
+    ToolTimeoutError,
+    ToolUnavailableError,
+)
+from botfactory.gateway.catalogue import CallContext, CredentialRef, GatewayTool
+from botfactory.gateway.policy import Decision, PolicyEngine, PolicyRequest, PolicySession, PolicyTool, PolicyUser
+from botfactory.gateway.rate_limit import RateLimiter, buckets_for
+from botfactory.observability import AuditLog, redact, redact_text
+from botfactory.store import ApprovalRecord, AuditRecord, NewApproval, new_id
+
+__all__ = ["ANONYMOUS", "ApprovalRequests", "CredentialProvider", "Gateway", "GatewayCall", "Outcome"]
+
+logger = logging.getLogger(__name__)
+
+ANONYMOUS: Final = "anonymous"
+"""The principal of a call whose channel knows no user."""
+
+Outcome = Literal[
+    "ok",
+    "error",
+    "denied",
+    "rejected",
+    "rate_limited",
+    "timeout",
+    "unavailable",
+    "credential_error",
+    "approval_pending",
+]
+Execute = Callable[[CallContext], Awaitable[Any]]
+
+
+class CredentialProvider(Protocol):
+    """Resolves the credentials a tool declares, for the user a call is made for (see ``identity.Credentials``)."""
+
+    async def resolve(self, refs: Sequence[CredentialRef], *, user_id: str | None) -> dict[str, str]:
+        """The value of each credential, by :attr:`CredentialRef.name`.
+
+        Raises:
+            CredentialError: one cannot be provided (missing, or the token endpoint refused).
+        """
+        ...
+
+
+class ApprovalRequests(Protocol):
+    """Where requests for approval are kept (the runtime's store: ``RuntimeStore.approvals``)."""
+
+    async def request(self, new: NewApproval) -> ApprovalRecord:
+        """The request for this call: created now, or the one an earlier attempt of the turn created."""
+        ...
+
+    async def expire(self, approval_id: str) -> ApprovalRecord:
+        """Mark a pending request whose time is up as expired; returns it as stored."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayCall:
+    """One tool call to put through the gateway.
+
+    Attributes:
+        granted: Names of the tools the calling agent was given; anything else is denied.
+        user: Who the call is made for; ``None``: the channel knows no user (``anonymous``).
+        position: The call's step position in the turn (for the audit row).
+        resources: Per-session objects the tool may keep (see ``ToolContext.resources``).
+    """
+
+    bot: str
+    agent_path: str
+    tool: GatewayTool
+    arguments: Mapping[str, Any]
+    granted: Collection[str]
+    session: PolicySession
+    turn_id: str
+    idempotency_key: str
+    user: PolicyUser | None = None
+    position: int | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+class Gateway:
+    """Validates, authorizes, rate-limits, credentials, executes and audits tool calls.
+
+    Every part is optional, so tests and embedded uses can leave out what they do not need; a missing part
+    allows (no policies: every granted tool is allowed; no limiter: no limits; no audit: nothing recorded).
+
+    Args:
+        policies: Cedar decisions; ``None`` allows every granted tool.
+        rate_limiter: Token buckets shared by the workers; used with ``rate_limits``.
+        credentials: Resolves declared credentials; a tool declaring one without a provider fails its call.
+        audit: Where each call's row goes.
+        approvals: Where requests for approval are kept; without it, tools that need approval are refused.
+        approval_timeout_s: How long a request waits for a decision before the call is "not approved".
+        default_timeout_s: Timeout of tools that declare none.
+    """
+
+    def __init__(
+        self,
+        *,
+        policies: PolicyEngine | None = None,
+        rate_limiter: RateLimiter | None = None,
+        rate_limits: RateLimitSettings | None = None,
+        credentials: CredentialProvider | None = None,
+        audit: AuditLog | None = None,
+        approvals: ApprovalRequests | None = None,
+        approval_timeout_s: float = 3600.0,
+        default_timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.approvals = approvals
+        self.approval_timeout_s = approval_timeout_s
+        self.policies = policies
+        self.rate_limiter = rate_limiter
+        self.rate_limits = rate_limits or RateLimitSettings()
+        self.credentials = credentials
+        self.audit = audit
+        self.default_timeout_s = default_timeout_s
+        self._clock = clock
+        self._validators: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
+
+    async def call(self, call: GatewayCall, execute: Execute | None = None) -> Any:
+        """Put one call through every step; return the tool's result (secrets scrubbed from text).
+
+        Args:
+            execute: Runs the call instead of ``call.tool.invoke`` (the engine runs sub-agents this way).
+
+        Raises:
+            ToolArgumentsError: the arguments do not match the schema.
+            ToolDeniedError: a policy (or a missing grant) denied the call.
+            ToolRateLimitedError: a bucket is empty.
+            CredentialError: a declared credential cannot be provided.
+            ToolTimeoutError: the call ran past its timeout.
+            ToolError: the tool itself failed.
+        """
+        started = time.perf_counter()
+        tool = call.tool
+        arguments = dict(call.arguments)
+        audit = _AuditDraft(decision="allow")
+        secrets: tuple[str, ...] = ()
+        try:
+            self._validate(tool, arguments, audit)
+            decision = self._authorize(call, arguments, audit)
+            if decision is not None and not decision.effective:
+                audit.outcome = "denied"
+                raise ToolDeniedError(decision.message)
+            if tool.needs_approval:
+                await self._approved(call, arguments, audit)
+            await self._take_rate_tokens(call, audit)
+            credentials = await self._credentials(call, audit)
+            secrets = tuple(credentials.values())
+            context = CallContext(
+                session_id=call.session.id,
+                turn_id=call.turn_id,
+                bot=call.bot,
+                agent_path=call.agent_path,
+                user_id=call.user.id if call.user is not None else None,
+                idempotency_key=call.idempotency_key,
+                credentials=credentials,
+                resources=call.resources,
+            )
+            result = await self._execute(tool, arguments, context, execute, audit)
+            audit.outcome = "ok"
+            return _scrub(result, secrets)
+        except BotfactoryError as exc:
+            if isinstance(exc, ToolError):
+                exc.message = redact_text(exc.message, secrets)
+                audit.error = exc.message
+            if audit.outcome == "ok":
+                audit.outcome = "error"
+            raise
+        except Exception as exc:
+            audit.outcome = "error"
+            audit.error = redact_text(f"{type(exc).__name__}: {str(exc)[:200]}", secrets)
+            raise
+        finally:
+            self._audit(call, arguments, audit, secrets, time.perf_counter() - started)
+
+    def _validate(self, tool: GatewayTool, arguments: dict[str, Any], audit: _AuditDraft) -> None:
+        cached = self._validators.get(id(tool))
+        if cached is None or cached[0] is not tool.parameters:
+            cached = (tool.parameters, jsonschema.Draft202012Validator(tool.parameters))
+            self._validators[id(tool)] = cached
+        problems = sorted(cached[1].iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        if problems:
+            audit.decision = "invalid"
+            audit.outcome = "rejected"
+            details = "; ".join(f"{'/'.join(map(str, p.absolute_path)) or 'arguments'}: {p.message}" for p in problems)
+            raise ToolArgumentsError(f"invalid arguments for tool '{tool.name}': {details}")
+
+    def _authorize(self, call: GatewayCall, arguments: dict[str, Any], audit: _AuditDraft) -> Decision | None:
+        if self.policies is None:
+            if call.tool.name not in call.granted:
+                audit.decision = "deny"
+                audit.reasons = ("platform:not-granted",)
+                audit.outcome = "denied"
+                raise ToolDeniedError(f"tool {call.tool.name} is not granted to agent {call.agent_path}")
+            audit.reasons = ("platform:grant",)
+            return None
+        tool = call.tool
+        decision = self.policies.authorize(
+            PolicyRequest(
+                bot=call.bot,
+                agent=call.agent_path,
+                user=call.user or PolicyUser(id=ANONYMOUS),
+                tool=PolicyTool(
+                    name=tool.name, side_effect=tool.side_effect, owner=tool.owner, needs_approval=tool.needs_approval
+                ),
+                granted=call.granted,
+                arguments=arguments,
+                session=call.session,
+            )
+        )
+        audit.decision = "allow" if decision.allowed else ("would-deny" if decision.effective else "deny")
+        audit.reasons = decision.reasons
+        span = trace.get_current_span()
+        span.set_attributes(
+            {
+                "botfactory.policy.decision": audit.decision,
+                "botfactory.policy.reasons": list(decision.reasons),
+                "botfactory.policy.mode": decision.mode,
+            }
+        )
+        return decision
+
+    async def _approved(self, call: GatewayCall, arguments: dict[str, Any], audit: _AuditDraft) -> None:
+        """Go on only with a person's yes: ask (the turn pauses), or find the answer a resumed turn was woken for."""
+        tool = call.tool
+        if self.approvals is None:
+            audit.outcome = "denied"
+            audit.approval = "unavailable"
+            raise ToolDeniedError(
+                f"tool {tool.name} needs a person's approval, and no approval channel is set up here; "
+                "tell the user the action needs an administrator"
+            )
+        request = await self.approvals.request(
+            NewApproval(
+                call_key=call.idempotency_key,
+                session_id=call.session.id,
+                turn_id=call.turn_id,
+                bot=call.bot,
+                agent_path=call.agent_path,
+                tool=tool.name,
+                arguments=redact(arguments),
+                requester=call.user.id if call.user is not None else None,
+                expires_at=self._clock() + self.approval_timeout_s,
+            )
+        )
+        if request.status == "pending" and self._clock() >= request.expires_at:
+            request = await self.approvals.expire(request.id)
+        audit.approval = request.status
+        if request.status == "approved":
+            return
+        if request.status == "pending":
+            audit.outcome = "approval_pending"
+            raise ApprovalPendingError(
+                f"tool {tool.name} waits for approval {request.id}",
+                approval_id=request.id,
+                expires_at=request.expires_at,
+            )
+        audit.outcome = "denied"
+        if request.status == "denied":
+            because = f": {request.reason}" if request.reason else ""
+            raise ToolDeniedError(f"not approved: {request.decided_by or 'the approver'} denied {tool.name}{because}")
+        raise ToolDeniedError(f"not approved: nobody approved {tool.name} in time, so it was not run")
+
+    async def _take_rate_tokens(self, call: GatewayCall, audit: _AuditDraft) -> None:
+        if self.rate_limiter is None:
+            return
+        user_id = call.user.id if call.user is not None else None
+        buckets = buckets_for(self.rate_limits, tool=call.tool.name, bot=call.bot, user_id=user_id)
+        if not buckets:
+            return
+        retry_after = await self.rate_limiter.take(buckets)
+        if retry_after > 0:
+            audit.outcome = "rate_limited"
+            wait = math.ceil(retry_after)
+            raise ToolRateLimitedError(
+                f"rate limit of tool {call.tool.name} reached; try again in {wait} s or do without it",
+                retry_after_s=retry_after,
+            )
+
+    async def _credentials(self, call: GatewayCall, audit: _AuditDraft) -> dict[str, str]:
+        refs = tuple(call.tool.credentials)
+        if not refs:
+            return {}
+        if self.credentials is None:
+            audit.outcome = "credential_error"
+            raise CredentialError(
+                f"tool {call.tool.name} needs credentials and this gateway has no credential provider; "
+                "start the platform with the vault configured"
+            )
+        try:
+            return await self.credentials.resolve(refs, user_id=call.user.id if call.user is not None else None)
+        except CredentialError:
+            audit.outcome = "credential_error"
+            raise
+
+    async def _execute(
+        self,
+        tool: GatewayTool,
+        arguments: dict[str, Any],
+        context: CallContext,
+        execute: Execute | None,
+        audit: _AuditDraft,
+    ) -> Any:
+        timeout = tool.timeout_s if tool.timeout_s is not None else (None if execute else self.default_timeout_s)
+        try:
+            async with asyncio.timeout(timeout):
+                if execute is not None:
+                    return await execute(context)
+                return await tool.invoke(arguments, context)
+        except TimeoutError:
+            audit.outcome = "timeout"
+            raise ToolTimeoutError(f"tool {tool.name} did not finish within {timeout:g} s and was stopped") from None
+        except ToolTimeoutError:
+            audit.outcome = "timeout"
+            raise
+        except (ToolUnavailableError, ConnectionError):
+            audit.outcome = "unavailable"
+            raise
+
+    def _audit(
+        self,
+        call: GatewayCall,
+        arguments: dict[str, Any],
+        draft: _AuditDraft,
+        secrets: tuple[str, ...],
+        elapsed_s: float,
+    ) -> None:
+        span = trace.get_current_span()
+        span.set_attribute("botfactory.tool.outcome", draft.outcome)
+        if self.audit is None:
+            return
+        span_context = span.get_span_context()
+        self.audit.record(
+            AuditRecord(
+                id=new_id(),
+                at=self._clock(),
+                principal=call.user.id if call.user is not None else None,
+                bot=call.bot,
+                agent_path=call.agent_path,
+                tool=call.tool.name,
+                arguments=redact(arguments, secrets),
+                decision=draft.decision,
+                reasons=tuple(draft.reasons),
+                approval=draft.approval,
+                outcome=draft.outcome,
+                error=draft.error,
+                duration_ms=round(elapsed_s * 1000, 3),
+                session_id=call.session.id,
+                turn_id=call.turn_id,
+                position=call.position,
+                trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else None,
+            )
+        )
+
+
+@dataclass(kw_only=True)
+class _AuditDraft:
+    decision: str
+    reasons: tuple[str, ...] = ()
+    approval: str | None = None
+    outcome: str = "ok"
+    error: str | None = None
+
+
+def _scrub(result: Any, secrets: tuple[str, ...]) -> Any:
+    """The tool's result with any credential value it echoed replaced by ``***``."""
+    if not secrets:
+        return result
+    if isinstance(result, str):
+        return redact_text(result, secrets)
+    text = json.dumps(result, default=str, ensure_ascii=False)
+    if any(secret in text for secret in secrets):
+        return redact_text(text, secrets)
+    return result

@@ -1,0 +1,129 @@
+"""The audit log of tool calls, and the redaction that keeps secrets out of it (and out of traces).
+
+The gateway hands each decided call to :meth:`AuditLog.record`, which returns at once: rows are written in
+batches by a background task (every ``flush_s``, or sooner when many are waiting), so auditing adds no database
+round trip to a tool call. :meth:`AuditLog.aclose` writes what is pending. A process killed with ``SIGKILL``
+loses at most the last ``flush_s`` of rows; the turn's own step records are durable regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from botfactory.store import AuditQuery, AuditRecord, AuditStore
+
+__all__ = ["REDACTED", "AuditLog", "redact", "redact_text"]
+
+logger = logging.getLogger(__name__)
+
+REDACTED: Final = "***"
+_SENSITIVE_KEY = re.compile(
+    r"(passw|secret|token|api[_-]?key|authori[sz]ation|credential|cookie|private[_-]?key)", re.I
+)
+_MAX_VALUE_CHARS: Final = 2000
+_MAX_PENDING: Final = 10_000
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret value replaced by ``***``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact(value: Any, secrets: Iterable[str] = (), *, key: str | None = None) -> Any:
+    """A copy of JSON-like ``value`` safe to store or trace.
+
+    Masks the values of fields whose names look sensitive (``password``, ``token``, ``api_key``, ...), every
+    occurrence of a known secret value, and cuts long strings.
+    """
+    known = tuple(s for s in secrets if s)
+    if key is not None and _SENSITIVE_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        text = redact_text(value, known)
+        return text if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "…"
+    if isinstance(value, Mapping):
+        return {str(k): redact(v, known, key=str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, known) for v in value]
+    return value
+
+
+class AuditLog:
+    """Buffered writer and reader of the audit log.
+
+    Args:
+        store: Where rows go.
+        flush_s: Longest a row waits before it is written.
+    """
+
+    def __init__(self, store: AuditStore, *, flush_s: float = 0.05) -> None:
+        self._store = store
+        self._flush_s = flush_s
+        self._pending: list[AuditRecord] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        """Rows dropped because the database stayed unwritable and the buffer was full (logged)."""
+
+    def record(self, entry: AuditRecord) -> None:
+        """Queue one row; it is written within ``flush_s``."""
+        if len(self._pending) >= _MAX_PENDING:
+            self.dropped += 1
+            logger.error(
+                "tool=<%s>, dropped=<%d> | audit buffer full; the database is not taking writes",
+                entry.tool,
+                self.dropped,
+            )
+            return
+        self._pending.append(entry)
+        if self._task is None and not self._closing:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="botfactory-audit")
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every queued row now."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._store.insert(batch)
+            except Exception:
+                self._pending[:0] = batch  # kept for the next attempt, in order
+                raise
+
+    async def list(self, query: AuditQuery) -> list[AuditRecord]:
+        """Rows matching ``query``, newest first (queued rows are written first, so a caller sees its own calls)."""
+        await self.flush()
+        return await self._store.list(query)
+
+    async def aclose(self) -> None:
+        """Write what is queued and stop the background task."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.flush()
+        except Exception:
+            logger.exception("pending=<%d> | could not write the last audit rows", len(self._pending))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._flush_s)  # let more rows join the batch
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                logger.warning("pending=<%d> | audit write failed; retrying", len(self._pending), exc_info=True)
+                await asyncio.sleep(min(1.0, self._flush_s * 10))

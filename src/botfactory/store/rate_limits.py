@@ -1,0 +1,135 @@
+"""Token buckets in the ``rate_buckets`` table, shared by every worker on the same database.
+
+A take reads, refills and decrements all of its buckets in one transaction, so two workers can never both spend
+a bucket's last token. On SQLite the transaction begins with ``BEGIN IMMEDIATE`` (one writer at a time); on
+PostgreSQL missing rows are inserted first and then every row is locked with ``FOR UPDATE``, always in key order,
+so two takes over overlapping buckets wait for each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from botfactory.errors import ConfigError
+from botfactory.store.engine import database_error, writing
+from botfactory.store.schema import rate_buckets
+
+__all__ = ["BucketSpec", "RateBucketStore"]
+
+_MAX_KEY = 512
+"""Length of ``rate_buckets.key``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BucketSpec:
+    """One token bucket a call takes a token from.
+
+    Attributes:
+        key: The row's key, e.g. ``tool:github.search``; buckets with the same key are the same bucket.
+        per_second: Tokens added back per second.
+        capacity: The most tokens the bucket holds; a bucket seen for the first time starts full.
+    """
+
+    key: str
+    per_second: float
+    capacity: float
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.key) <= _MAX_KEY:
+            raise ConfigError(
+                f"a rate-limit bucket key must be 1 to {_MAX_KEY} characters, not {len(self.key)}; "
+                "use shorter tool, bot or user names"
+            )
+        if not (math.isfinite(self.per_second) and self.per_second > 0 and self.capacity >= 1):
+            raise ConfigError(
+                f"rate-limit bucket {self.key} needs a refill rate above 0 and a capacity of at least 1 "
+                f"(got {self.per_second}/s, {self.capacity}); fix [gateway.rate_limits] in botfactory.toml"
+            )
+
+
+def _unique(buckets: Sequence[BucketSpec]) -> list[BucketSpec]:
+    """The buckets in key order, each key once (the first spec given for it wins)."""
+    by_key: dict[str, BucketSpec] = {}
+    for bucket in buckets:
+        by_key.setdefault(bucket.key, bucket)
+    return [by_key[key] for key in sorted(by_key)]
+
+
+class RateBucketStore:
+    """Takes tokens from buckets kept in the ``rate_buckets`` table.
+
+    Args:
+        engine: An async engine on SQLite or PostgreSQL whose schema is at revision 0005 or later.
+        clock: Current time in epoch seconds. Workers on different hosts share buckets, so it must be a wall clock
+            (a monotonic clock differs per process); tests inject one.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def take(self, buckets: Sequence[BucketSpec]) -> float:
+        """Take one token from every bucket, or from none.
+
+        Each bucket is first refilled for the time since it was last written, up to its capacity. If every bucket
+        then holds at least one token, one is taken from each; otherwise nothing changes.
+
+        Returns:
+            ``0.0`` when the tokens were taken, else the seconds until every bucket will hold a token again.
+
+        Raises:
+            StoreError: The database failed; no token was taken.
+        """
+        specs = _unique(buckets)
+        if not specs:
+            return 0.0
+        now = self._clock()
+        doing = "taking rate-limit tokens"
+        try:
+            async with writing(self._engine, doing) as connection:
+                return await self._take(connection, specs, now)
+        except sa.exc.IntegrityError as exc:
+            raise database_error(exc, self._engine.url, doing=doing) from exc
+
+    async def _take(self, connection: AsyncConnection, specs: list[BucketSpec], now: float) -> float:
+        keys = [spec.key for spec in specs]
+        query = sa.select(rate_buckets).where(rate_buckets.c.key.in_(keys)).order_by(rate_buckets.c.key)
+        if connection.dialect.name == "postgresql":
+            # Without a row there is nothing to lock: create the missing ones (full) first. Conflicting inserts
+            # wait for each other; sorted keys keep every transaction's waits in one order.
+            await connection.execute(
+                postgresql.insert(rate_buckets)
+                .values([{"key": spec.key, "tokens": spec.capacity, "updated_at": now} for spec in specs])
+                .on_conflict_do_nothing(index_elements=[rate_buckets.c.key])
+            )
+            query = query.with_for_update()
+        stored = {row.key: (float(row.tokens), float(row.updated_at)) for row in await connection.execute(query)}
+
+        levels: dict[str, float] = {}
+        wait = 0.0
+        for spec in specs:
+            level = spec.capacity
+            if spec.key in stored:
+                tokens, updated_at = stored[spec.key]
+                # Another host's clock may be a little ahead: never refill by a negative time.
+                level = min(spec.capacity, tokens + max(0.0, now - updated_at) * spec.per_second)
+            levels[spec.key] = level
+            if level < 1:
+                wait = max(wait, (1 - level) / spec.per_second)
+        if wait > 0:
+            return wait
+
+        for spec in specs:
+            values = {"tokens": levels[spec.key] - 1, "updated_at": now}
+            if spec.key in stored:
+                await connection.execute(rate_buckets.update().where(rate_buckets.c.key == spec.key).values(values))
+            else:
+                await connection.execute(rate_buckets.insert().values(key=spec.key, **values))
+        return 0.0

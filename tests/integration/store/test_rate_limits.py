@@ -1,0 +1,131 @@
+"""Token buckets in the rate_buckets table on SQLite and PostgreSQL, shared by two workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+
+from botfactory.gateway import Bucket, StoreRateLimiter
+from botfactory.store import BucketSpec, RateBucketStore, Store
+from botfactory.store.schema import rate_buckets
+
+pytestmark = pytest.mark.integration
+
+
+class ManualClock:
+    """Epoch seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def workers(database_url: str) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, each with its own engine and connection pool, like two worker processes."""
+    async with await Store.open(database_url) as first, await Store.open(database_url, migrate=False) as second:
+        yield first, second
+
+
+async def tokens(store: Store) -> dict[str, float]:
+    async with store.engine.connect() as connection:
+        rows = (await connection.execute(sa.select(rate_buckets.c.key, rate_buckets.c.tokens))).all()
+    return {row.key: row.tokens for row in rows}
+
+
+async def test_two_workers_never_take_more_than_the_capacity(workers: tuple[Store, Store]) -> None:
+    first, second = workers
+    limiters = [StoreRateLimiter(first.engine), StoreRateLimiter(second.engine)]
+    bucket = Bucket(key="tool:github.search", per_minute=0.0001, capacity=10)
+
+    results = await asyncio.gather(*(limiters[i % 2].take([bucket]) for i in range(40)))
+
+    assert sum(result == 0.0 for result in results) == 10
+    assert all(result > 60 for result in results if result != 0.0)
+    assert (await tokens(first))["tool:github.search"] == pytest.approx(0.0, abs=1e-3)
+
+
+async def test_two_workers_taking_overlapping_buckets_in_different_orders_share_them(
+    workers: tuple[Store, Store],
+) -> None:
+    first, second = workers
+    tool = BucketSpec(key="tool:deploy", per_second=1e-6, capacity=6)
+    bot = BucketSpec(key="bot:support", per_second=1e-6, capacity=100)
+    user = BucketSpec(key="user:U1", per_second=1e-6, capacity=100)
+    stores = [RateBucketStore(first.engine), RateBucketStore(second.engine)]
+    orders = [[tool, bot, user], [user, bot, tool]]
+
+    results = await asyncio.gather(*(stores[i % 2].take(orders[i % 2]) for i in range(20)))
+
+    assert sum(result == 0.0 for result in results) == 6
+    left = await tokens(first)
+    assert left["bot:support"] == pytest.approx(94, abs=1e-3)
+    assert left["user:U1"] == pytest.approx(94, abs=1e-3)
+
+
+async def test_tokens_come_back_at_the_refill_rate(workers: tuple[Store, Store], manual_clock: ManualClock) -> None:
+    first, second = workers
+    one = RateBucketStore(first.engine, clock=manual_clock)
+    other = RateBucketStore(second.engine, clock=manual_clock)
+    bucket = BucketSpec(key="user:U1", per_second=0.5, capacity=2)
+    assert [await one.take([bucket]), await other.take([bucket])] == [0.0, 0.0]
+
+    assert await one.take([bucket]) == pytest.approx(2.0)
+    manual_clock.now += 1.5
+    assert await other.take([bucket]) == pytest.approx(0.5)
+    manual_clock.now += 0.5
+    assert await other.take([bucket]) == 0.0
+
+    manual_clock.now += 3600  # idle for an hour: full again, but no fuller than capacity
+    assert [await one.take([bucket]) for _ in range(2)] == [0.0, 0.0]
+    assert await one.take([bucket]) == pytest.approx(2.0)
+
+
+async def test_a_clock_behind_the_stored_time_does_not_drain_the_bucket(
+    workers: tuple[Store, Store], manual_clock: ManualClock
+) -> None:
+    first, _ = workers
+    buckets = RateBucketStore(first.engine, clock=manual_clock)
+    bucket = BucketSpec(key="bot:support", per_second=1.0, capacity=3)
+    assert await buckets.take([bucket]) == 0.0
+
+    manual_clock.now -= 30  # another host's clock is behind
+    assert [await buckets.take([bucket]) for _ in range(3)] == [0.0, 0.0, pytest.approx(1.0)]
+
+
+async def test_a_refused_take_changes_no_bucket(workers: tuple[Store, Store], manual_clock: ManualClock) -> None:
+    first, _ = workers
+    buckets = RateBucketStore(first.engine, clock=manual_clock)
+    scarce = BucketSpec(key="tool:deploy", per_second=0.01, capacity=1)
+    plenty = BucketSpec(key="bot:support", per_second=0.01, capacity=5)
+    assert await buckets.take([scarce, plenty]) == 0.0
+    before = await tokens(first)
+
+    manual_clock.now += 10
+    new_user = BucketSpec(key="user:new", per_second=1, capacity=1)
+    assert await buckets.take([scarce, plenty, new_user]) == pytest.approx(90.0)
+
+    after = await tokens(first)
+    assert {key: after[key] for key in before} == before
+    # PostgreSQL creates missing rows before locking them; a new row is full, as if it were not there.
+    assert after.get("user:new", 1.0) == 1.0
+    assert await buckets.take([new_user]) == 0.0
+    # plenty kept 4 tokens (+0.1 refilled): 4 more calls, then 0.9 tokens short at 0.01/s
+    assert [await buckets.take([plenty]) for _ in range(5)] == [0.0] * 4 + [pytest.approx(90.0)]
+
+
+async def test_no_buckets_touch_nothing(workers: tuple[Store, Store]) -> None:
+    first, _ = workers
+
+    assert await RateBucketStore(first.engine).take([]) == 0.0
+    assert await tokens(first) == {}
