@@ -216,6 +216,8 @@ class Gateway:
         if cached is None or cached[0] is not tool.parameters:
             cached = (tool.parameters, jsonschema.Draft202012Validator(tool.parameters))
             self._validators[id(tool)] = cached
+        if cached[1].is_valid(arguments):  # the common case; collecting every error costs more
+            return
         problems = sorted(cached[1].iter_errors(arguments), key=lambda e: list(e.absolute_path))
         if problems:
             audit.decision = "invalid"

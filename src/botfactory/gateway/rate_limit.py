@@ -174,7 +174,8 @@ class StoreRateLimiter:
         return await self._store.take(specs)
 
     async def aclose(self) -> None:
-        """Nothing to release: the engine belongs to the caller."""
+        """Close the limiter's own connection (the engine it was given belongs to the caller)."""
+        await self._store.close()
 
 
 # All-or-nothing across keys needs one atomic step: the script reads every bucket, then writes all or none.

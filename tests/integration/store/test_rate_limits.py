@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from botfactory.gateway import Bucket, StoreRateLimiter
 from botfactory.store import BucketSpec, RateBucketStore, Store
 from botfactory.store.schema import rate_buckets
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +34,20 @@ def manual_clock() -> ManualClock:
 
 
 @pytest.fixture
+async def opened() -> AsyncIterator[Callable[[T], T]]:
+    """Registers rate-limit stores and limiters to close after the test (each holds its own connection)."""
+    made: list[Any] = []
+
+    def register(thing: T) -> T:
+        made.append(thing)
+        return thing
+
+    yield register
+    for thing in made:
+        await (thing.aclose() if hasattr(thing, "aclose") else thing.close())
+
+
+@pytest.fixture
 async def workers(database_url: str) -> AsyncIterator[tuple[Store, Store]]:
     """Two stores on one database, each with its own engine and connection pool, like two worker processes."""
     async with await Store.open(database_url) as first, await Store.open(database_url, migrate=False) as second:
@@ -43,9 +60,11 @@ async def tokens(store: Store) -> dict[str, float]:
     return {row.key: row.tokens for row in rows}
 
 
-async def test_two_workers_never_take_more_than_the_capacity(workers: tuple[Store, Store]) -> None:
+async def test_two_workers_never_take_more_than_the_capacity(
+    workers: tuple[Store, Store], opened: Callable[[Any], Any]
+) -> None:
     first, second = workers
-    limiters = [StoreRateLimiter(first.engine), StoreRateLimiter(second.engine)]
+    limiters = [opened(StoreRateLimiter(first.engine)), opened(StoreRateLimiter(second.engine))]
     bucket = Bucket(key="tool:github.search", per_minute=0.0001, capacity=10)
 
     results = await asyncio.gather(*(limiters[i % 2].take([bucket]) for i in range(40)))
@@ -56,13 +75,13 @@ async def test_two_workers_never_take_more_than_the_capacity(workers: tuple[Stor
 
 
 async def test_two_workers_taking_overlapping_buckets_in_different_orders_share_them(
-    workers: tuple[Store, Store],
+    workers: tuple[Store, Store], opened: Callable[[Any], Any]
 ) -> None:
     first, second = workers
     tool = BucketSpec(key="tool:deploy", per_second=1e-6, capacity=6)
     bot = BucketSpec(key="bot:support", per_second=1e-6, capacity=100)
     user = BucketSpec(key="user:U1", per_second=1e-6, capacity=100)
-    stores = [RateBucketStore(first.engine), RateBucketStore(second.engine)]
+    stores = [opened(RateBucketStore(first.engine)), opened(RateBucketStore(second.engine))]
     orders = [[tool, bot, user], [user, bot, tool]]
 
     results = await asyncio.gather(*(stores[i % 2].take(orders[i % 2]) for i in range(20)))
@@ -73,10 +92,12 @@ async def test_two_workers_taking_overlapping_buckets_in_different_orders_share_
     assert left["user:U1"] == pytest.approx(94, abs=1e-3)
 
 
-async def test_tokens_come_back_at_the_refill_rate(workers: tuple[Store, Store], manual_clock: ManualClock) -> None:
+async def test_tokens_come_back_at_the_refill_rate(
+    workers: tuple[Store, Store], manual_clock: ManualClock, opened: Callable[[Any], Any]
+) -> None:
     first, second = workers
-    one = RateBucketStore(first.engine, clock=manual_clock)
-    other = RateBucketStore(second.engine, clock=manual_clock)
+    one = opened(RateBucketStore(first.engine, clock=manual_clock))
+    other = opened(RateBucketStore(second.engine, clock=manual_clock))
     bucket = BucketSpec(key="user:U1", per_second=0.5, capacity=2)
     assert [await one.take([bucket]), await other.take([bucket])] == [0.0, 0.0]
 
@@ -92,10 +113,10 @@ async def test_tokens_come_back_at_the_refill_rate(workers: tuple[Store, Store],
 
 
 async def test_a_clock_behind_the_stored_time_does_not_drain_the_bucket(
-    workers: tuple[Store, Store], manual_clock: ManualClock
+    workers: tuple[Store, Store], manual_clock: ManualClock, opened: Callable[[Any], Any]
 ) -> None:
     first, _ = workers
-    buckets = RateBucketStore(first.engine, clock=manual_clock)
+    buckets = opened(RateBucketStore(first.engine, clock=manual_clock))
     bucket = BucketSpec(key="bot:support", per_second=1.0, capacity=3)
     assert await buckets.take([bucket]) == 0.0
 
@@ -103,9 +124,11 @@ async def test_a_clock_behind_the_stored_time_does_not_drain_the_bucket(
     assert [await buckets.take([bucket]) for _ in range(3)] == [0.0, 0.0, pytest.approx(1.0)]
 
 
-async def test_a_refused_take_changes_no_bucket(workers: tuple[Store, Store], manual_clock: ManualClock) -> None:
+async def test_a_refused_take_changes_no_bucket(
+    workers: tuple[Store, Store], manual_clock: ManualClock, opened: Callable[[Any], Any]
+) -> None:
     first, _ = workers
-    buckets = RateBucketStore(first.engine, clock=manual_clock)
+    buckets = opened(RateBucketStore(first.engine, clock=manual_clock))
     scarce = BucketSpec(key="tool:deploy", per_second=0.01, capacity=1)
     plenty = BucketSpec(key="bot:support", per_second=0.01, capacity=5)
     assert await buckets.take([scarce, plenty]) == 0.0
@@ -124,8 +147,8 @@ async def test_a_refused_take_changes_no_bucket(workers: tuple[Store, Store], ma
     assert [await buckets.take([plenty]) for _ in range(5)] == [0.0] * 4 + [pytest.approx(90.0)]
 
 
-async def test_no_buckets_touch_nothing(workers: tuple[Store, Store]) -> None:
+async def test_no_buckets_touch_nothing(workers: tuple[Store, Store], opened: Callable[[Any], Any]) -> None:
     first, _ = workers
 
-    assert await RateBucketStore(first.engine).take([]) == 0.0
+    assert await opened(RateBucketStore(first.engine)).take([]) == 0.0
     assert await tokens(first) == {}
