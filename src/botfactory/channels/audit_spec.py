@@ -58,7 +58,7 @@ AUDIT_OPERATIONS = (
             QueryParam(name="user", description="Only calls made for this principal, e.g. `slack:T1:U2`."),
             QueryParam(name="bot", description="Only this bot's calls."),
             QueryParam(name="session_id", description="Only this session's calls."),
-            QueryParam(name="decision", description="`allow`, `deny`, `would-deny` or `invalid`."),
+            QueryParam(name="decision", description="`allow`, `deny`, `ask`, `would-deny` or `invalid`."),
             QueryParam(
                 name="outcome", description="`ok`, `error`, `denied`, `rejected`, `rate_limited`, `timeout`, ..."
             ),

@@ -49,7 +49,7 @@ def audit() -> None:
 @click.option("--bot", default=None, help="Only this bot's calls.")
 @click.option("--session", "session_id", default=None, help="Only this session's calls.")
 @click.option(
-    "--decision", type=click.Choice(["allow", "deny", "would-deny", "invalid"]), default=None, help="Only these."
+    "--decision", type=click.Choice(["allow", "deny", "ask", "would-deny", "invalid"]), default=None, help="Only these."
 )
 @click.option("--outcome", default=None, help="ok, error, denied, rejected, rate_limited, timeout, ...")
 @click.option("--since", default=None, help="Only calls since: 30m, 2h, 7d, or epoch seconds.")

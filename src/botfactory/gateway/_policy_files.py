@@ -24,6 +24,8 @@ class LoadedPolicy:
     source: str
     est: dict[str, Any]
     reason: str | None
+    approval: bool = False
+    """Annotated ``@approval("required")``: when it applies, a person may still allow the call (an approval)."""
 
 
 def split_statements(text: str) -> list[tuple[int, str]]:
@@ -107,7 +109,11 @@ def load_file(path: Path, schema: cedarpy.Schema) -> list[LoadedPolicy]:
         name = annotations.get("id") or str(n + 1)
         policies.append(
             LoadedPolicy(
-                id=f"{path.stem}:{name}", source=f"{path}:{line}", est=policy, reason=annotations.get("reason")
+                id=f"{path.stem}:{name}",
+                source=f"{path}:{line}",
+                est=policy,
+                reason=annotations.get("reason"),
+                approval="approval" in annotations,
             )
         )
     return policies

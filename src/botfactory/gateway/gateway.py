@@ -176,10 +176,11 @@ class Gateway:
         try:
             self._validate(tool, arguments, audit)
             decision = self._authorize(call, arguments, audit)
-            if decision is not None and not decision.effective:
+            policy_asks = decision is not None and not decision.effective and decision.needs_approval
+            if decision is not None and not decision.effective and not policy_asks:
                 audit.outcome = "denied"
                 raise ToolDeniedError(decision.message)
-            if tool.needs_approval:
+            if tool.needs_approval or policy_asks:
                 await self._approved(call, arguments, audit)
             await self._take_rate_tokens(call, audit)
             credentials = await self._credentials(call, audit)
@@ -248,7 +249,12 @@ class Gateway:
                 session=call.session,
             )
         )
-        audit.decision = "allow" if decision.allowed else ("would-deny" if decision.effective else "deny")
+        if decision.allowed:
+            audit.decision = "allow"
+        elif decision.effective:
+            audit.decision = "would-deny"
+        else:
+            audit.decision = "ask" if decision.needs_approval else "deny"
         audit.reasons = decision.reasons
         span = trace.get_current_span()
         span.set_attributes(

@@ -95,6 +95,7 @@ class Decision:
         errors: Cedar evaluation errors; an erroring policy does not apply, as in Cedar.
         message: Text for the model as the tool's error when the call is denied; empty when allowed.
         elapsed_us: Time spent deciding, in microseconds.
+        needs_approval: Denied only by policies annotated ``@approval("required")``: a person may allow the call.
     """
 
     allowed: bool
@@ -104,6 +105,7 @@ class Decision:
     errors: tuple[str, ...]
     message: str
     elapsed_us: float
+    needs_approval: bool = False
 
     @property
     def would_deny(self) -> bool:
@@ -124,6 +126,7 @@ class _BotPolicies:
         for policy in policies:
             self._by_tool.setdefault(_scoped_tool(policy), []).append(policy)
         self.explanations = {p.id: p.reason for p in policies if p.reason}
+        self.approvals = frozenset(p.id for p in policies if p.approval)
         self._sets: dict[str, cedarpy.PolicySet] = {}
 
     def for_tool(self, tool: str) -> cedarpy.PolicySet:
@@ -253,7 +256,8 @@ class PolicyEngine:
             message = f"denied by policy {explained}"
         else:
             message = "denied: no policy permitted the call" + (f" ({errors[0]})" if errors else "")
-        return _decide(False, mode, reasons, errors, message, started, request)
+        ask = bool(denying) and all(r in policies.approvals for r in denying)
+        return _decide(False, mode, reasons, errors, message, started, request, needs_approval=ask)
 
     def _entities_for(self, request: PolicyRequest) -> cedarpy.Entities:
         user, tool = request.user, request.tool
@@ -314,6 +318,8 @@ def _decide(
     message: str,
     started: int,
     request: PolicyRequest,
+    *,
+    needs_approval: bool = False,
 ) -> Decision:
     elapsed_us = (time.perf_counter_ns() - started) / 1000
     effective = allowed or mode == "log-only"
@@ -338,4 +344,5 @@ def _decide(
         errors=errors,
         message=message,
         elapsed_us=elapsed_us,
+        needs_approval=needs_approval,
     )

@@ -32,12 +32,13 @@ class AuditRecord:
         principal: The user the call was made for, if known.
         agent_path: The calling agent, e.g. ``support/github``.
         arguments: The call's arguments with secrets and sensitive fields masked.
-        decision: ``allow``, ``deny``, ``would-deny`` (log-only mode let it through) or ``invalid`` (the arguments
-            did not match the tool's schema, so no policy was asked).
+        decision: ``allow``, ``deny``, ``ask`` (a policy asked for an approval), ``would-deny`` (log-only mode let it
+            through) or ``invalid`` (the arguments did not match the tool's schema, so no policy was asked).
         reasons: Ids of the policies that determined the decision.
-        approval: ``approved``, ``denied`` or ``expired`` when a person was asked; else ``None``.
-        outcome: ``ok``, ``error``, ``denied``, ``rejected``, ``rate_limited``, ``timeout``, ``unavailable`` or
-            ``credential_error``.
+        approval: ``pending``, ``approved``, ``denied`` or ``expired`` when a person was asked (``unavailable``:
+            no approval channel); else ``None``.
+        outcome: ``ok``, ``error``, ``denied``, ``rejected``, ``rate_limited``, ``timeout``, ``unavailable``,
+            ``credential_error`` or ``approval_pending`` (the turn paused for a decision).
         error: The error the model was shown, when the call did not succeed.
         duration_ms: From the gateway's first check to the end of the call.
     """

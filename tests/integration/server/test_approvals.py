@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -176,3 +177,62 @@ async def test_nobody_approves_their_own_request_and_approvers_are_configured(op
         ops.runtime.check_approver(scripted_request, "slack:T1:U9")
     ops.settings.gateway.approvers["ops"] = ["slack:T1:U9"]
     ops.runtime.check_approver(scripted_request, "slack:T1:U9")
+
+
+POLICY_ASKS_BOT = '''
+from botfactory.agents import Agent, Bot, tool
+
+SCALED: list[int] = []
+
+
+@tool(side_effect="write")
+def scale(replicas: int) -> str:
+    """Scale the service.
+
+    Args:
+        replicas: How many.
+    """
+    SCALED.append(replicas)
+    return f"scaled to {replicas}"
+
+
+bot = Bot(name="scaler", agent=Agent(name="scaler", instructions="You scale.", model="large", tools=[scale]))
+'''
+
+ASK_POLICY = """
+@id("big-scale")
+@approval("required")
+@reason("more than 10 replicas needs a second pair of eyes")
+forbid(principal, action, resource == Tool::"scale") when { context.arguments has replicas && context.arguments.replicas > 10 };
+"""
+
+
+async def test_a_policy_can_ask_for_an_approval_instead_of_denying(
+    tmp_path: Path, seeded_database: Path, embedder: OnnxMiniLMEmbedder, scripted: dict[str, ScriptedModel]
+) -> None:
+    bots_dir = tmp_path / "bots"
+    (bots_dir / "scaler" / "policies").mkdir(parents=True)
+    (bots_dir / "scaler.py").write_text(textwrap.dedent(POLICY_ASKS_BOT))
+    (bots_dir / "scaler" / "policies" / "scale.cedar").write_text(ASK_POLICY)
+    shutil.copy(seeded_database, tmp_path / "botfactory.db")
+    settings = Settings.load(home=tmp_path, bots_dir=bots_dir)
+    platform = await Platform.start(settings, inference=scripted_inference(scripted), embedder=embedder)
+    try:
+        scripted["large"].script = [call("scale", replicas=3), call("scale", replicas=50), "Scaled."]
+        await platform.runtime.enqueue("scaler", session_id="ap-5", text="scale up", user_id="u1")
+        request = await pending(platform)
+        module: Any = sys.modules["botfactory_user_bots.scaler"]
+        assert module.SCALED == [3]  # the small one ran at once; the big one waits
+        assert (request.tool, request.arguments) == ("scale", {"replicas": 50})
+        await platform.runtime.decide_approval(request.id, approve=True, by="key:ops")
+        assert await reply(platform, "ap-5") == "Scaled."
+        assert module.SCALED == [3, 50]
+        rows = await platform.engine.gateway.audit.list(AuditQuery(session_id="ap-5"))  # type: ignore[union-attr]
+        assert [(r.decision, r.outcome, r.approval) for r in rows] == [
+            ("ask", "ok", "approved"),
+            ("ask", "approval_pending", "pending"),
+            ("allow", "ok", None),
+        ]
+        assert rows[0].reasons == ("scale:big-scale",)
+    finally:
+        await platform.aclose()

@@ -320,3 +320,22 @@ def test_a_policy_scoped_to_one_tool_applies_to_that_tool_only(tmp_path: Path) -
     engine = load(tmp_path)
     assert engine.authorize(request(tool=SEARCH)).reasons == ("search:no-search",)
     assert engine.authorize(request(tool=SEAT)).allowed
+
+
+def test_a_policy_annotated_approval_asks_instead_of_denying_unless_a_hard_forbid_also_applies(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "support",
+        "seats.cedar",
+        '@id("outsiders")\n@approval("required")\n'
+        'forbid(principal, action, resource) when { !principal.groups.contains("staff") };\n'
+        '@id("no-evil")\nforbid(principal, action, resource) when { context.arguments has org && context.arguments.org == "evil" };',
+    )
+    engine = load(tmp_path, org="String")
+    asks = engine.authorize(request(arguments={"org": "acme"}))
+    assert (asks.allowed, asks.needs_approval, asks.reasons) == (False, True, ("seats:outsiders",))
+    hard = engine.authorize(request(arguments={"org": "evil"}))
+    assert (hard.allowed, hard.needs_approval) == (False, False)
+    staff = engine.authorize(request(groups=frozenset({"staff"}), arguments={"org": "acme"}))
+    assert (staff.allowed, staff.needs_approval) == (True, False)
