@@ -69,6 +69,7 @@ class AuditLog:
         self._flush_s = flush_s
         self._pending: list[AuditRecord] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -90,14 +91,15 @@ class AuditLog:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Write every queued row now."""
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._store.insert(batch)
-            except Exception:
-                self._pending[:0] = batch  # kept for the next attempt, in order
-                raise
+        """Write every queued row now, and wait for a write already under way (so a reader sees every row)."""
+        async with self._flushing:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._store.insert(batch)
+                except BaseException:  # failed or cancelled (closing): kept for the next attempt, in order
+                    self._pending[:0] = batch
+                    raise
 
     async def list(self, query: AuditQuery) -> list[AuditRecord]:
         """Rows matching ``query``, newest first (queued rows are written first, so a caller sees its own calls)."""
