@@ -7,7 +7,7 @@ from starlette.requests import Request
 from botfactory.errors import ForbiddenError, SessionNotFoundError
 from botfactory.identity import Principal
 
-__all__ = ["acting_user", "check_bot_allowed", "check_session_visible", "key_bot", "principal_of"]
+__all__ = ["acting_user", "caller_groups", "check_bot_allowed", "check_session_visible", "key_bot", "principal_of"]
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -48,6 +48,12 @@ def acting_user(request: Request, named: str | None) -> str | None:
             "leave user_id (or user) out of the request, or set it to that value"
         )
     return principal.user_id
+
+
+def caller_groups(request: Request) -> tuple[str, ...]:
+    """The groups the caller's token names (JWT ``groups`` claim), for tool policies; none for API keys."""
+    principal = principal_of(request)
+    return tuple(sorted(principal.groups)) if principal is not None else ()
 
 
 def check_session_visible(request: Request, session_id: str, bot: str) -> None:

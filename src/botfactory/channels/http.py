@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from botfactory.channels._access import acting_user, check_bot_allowed, check_session_visible, key_bot
+from botfactory.channels._access import acting_user, caller_groups, check_bot_allowed, check_session_visible, key_bot
 from botfactory.channels._streaming import invoke_with_events
 from botfactory.errors import BotfactoryError, InvalidInputError, PayloadTooLargeError
 from botfactory.runtime import InvokeResult, Runtime
@@ -161,7 +161,13 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
             "true",
         ) or "text/event-stream" in request.headers.get("accept", "")
         if not wants_stream:
-            result = await runtime.invoke(bot, session_id=body.session_id, text=body.text, user_id=body.user_id)
+            result = await runtime.invoke(
+                bot,
+                session_id=body.session_id,
+                text=body.text,
+                user_id=body.user_id,
+                user_groups=caller_groups(request),
+            )
             return JSONResponse(_result_json(result))
         return StreamingResponse(_stream(runtime, bot, body), media_type="text/event-stream")
 
@@ -178,6 +184,7 @@ def http_routes(runtime: Runtime) -> list[BaseRoute]:
             text=body.text,
             user_id=acting_user(request, body.user_id),
             dedup_key=body.dedup_key,
+            user_groups=caller_groups(request),
         )
         return JSONResponse(
             {

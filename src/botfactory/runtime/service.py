@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,6 +41,9 @@ from botfactory.store import (
 )
 
 __all__ = ["EventCallback", "InvokeResult", "Runtime", "SessionView"]
+
+CALLER_GROUPS_KEY: Final = "caller_groups"
+"""Where a message keeps its user's groups (from the channel's authentication) for tool policies."""
 
 logger = logging.getLogger(__name__)
 
@@ -188,11 +191,14 @@ class Runtime:
         channel: str = API_CHANNEL,
         reply_to: dict[str, Any] | None = None,
         trace_context: dict[str, str] | None = None,
+        user_groups: Collection[str] = (),
     ) -> Enqueued:
         """Queue a message for the bot on the session; idempotent on ``dedup_key``.
 
         Args:
             trace_context: W3C trace context the turn continues; default: the current span's (the channel's).
+            user_groups: The user's groups, as the channel authenticated them (a JWT's claims); tool policies see
+                them as ``principal.groups``. Kept with the message, in ``reply_to["caller_groups"]``.
 
         Raises:
             BotNotFoundError, InvalidInputError, PayloadTooLargeError: nothing was written.
@@ -200,6 +206,8 @@ class Runtime:
         """
         bot = self.bots.get(bot_name)
         self.check_input(session_id=session_id, text=text, user_id=user_id, dedup_key=dedup_key)
+        if user_groups:
+            reply_to = {**(reply_to or {}), CALLER_GROUPS_KEY: sorted(user_groups)}
         enqueued = await self.queue.enqueue(
             Inbound(
                 session_id=session_id,
@@ -414,6 +422,7 @@ class Runtime:
         dedup_key: str | None = None,
         on_event: EventCallback | None = None,
         timeout_s: float | None = None,
+        user_groups: Collection[str] = (),
     ) -> InvokeResult:
         """Enqueue a message and wait for the turn that answers it; stream its events to ``on_event``.
 
@@ -426,7 +435,9 @@ class Runtime:
         """
         timeout = self.settings.runtime.invoke_timeout_s if timeout_s is None else timeout_s
         after = await self.queue.last_event_id(session_id)
-        enqueued = await self.enqueue(bot_name, session_id=session_id, text=text, user_id=user_id, dedup_key=dedup_key)
+        enqueued = await self.enqueue(
+            bot_name, session_id=session_id, text=text, user_id=user_id, dedup_key=dedup_key, user_groups=user_groups
+        )
         if enqueued.duplicate:  # its turn may have started (or ended) long ago: read the stream from the start
             after = 0
         try:

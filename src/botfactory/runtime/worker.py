@@ -27,6 +27,7 @@ from botfactory.runtime._tracing import turn_span
 from botfactory.runtime.limits import Controls, TurnLimits, utc_day
 from botfactory.runtime.outbox import ApprovalNotices, Deliverer, ReplyPlaceholders
 from botfactory.runtime.resources import SessionResources
+from botfactory.runtime.service import CALLER_GROUPS_KEY
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import Claim, DoubleTexting, RuntimeStore, StepRecord, TurnOutcome, UsageDelta
 
@@ -538,8 +539,10 @@ def _caller(claim: Claim) -> PolicyUser | None:
     latest = claim.inputs[-1] if claim.inputs else None
     reply_to = (latest.reply_to if latest is not None else None) or {}
     team = reply_to.get("team")
+    groups = reply_to.get(CALLER_GROUPS_KEY) or ()
     return PolicyUser(
         id=claim.user_id,
+        groups=frozenset(str(g) for g in groups) if isinstance(groups, list) else frozenset(),
         team=str(team) if team else None,
         channel=latest.channel if latest is not None else None,
     )

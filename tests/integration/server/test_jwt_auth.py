@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from botfactory.agents import Agent, Bot
+from botfactory.agents import Agent, Bot, tool
 from botfactory.config import OidcSettings, Settings
 from botfactory.inference import ModelRequest
 from botfactory.memory import OnnxMiniLMEmbedder
 from botfactory.server import Platform
-from botfactory.testing import ScriptedModel, scripted_inference, serve_app
+from botfactory.testing import ScriptedModel, call, scripted_inference, serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -295,3 +295,44 @@ async def test_without_oidc_settings_a_jwt_is_refused_with_how_to_enable_it(plat
     assert response.headers["www-authenticate"] == "Bearer"
     assert "JWT bearer tokens are not enabled on this server; set [oidc]" in response.json()["error"]["message"]
     assert issuer.jwks_hits == 0
+
+
+async def test_the_tokens_groups_reach_tool_policies_as_principal_groups(
+    tmp_path: Path, seeded_database: Path, embedder: OnnxMiniLMEmbedder, issuer: Issuer
+) -> None:
+    """A JWT's ``groups`` claim becomes ``principal.groups`` for Cedar, through the inbox and the worker."""
+    shutil.copy(seeded_database, tmp_path / "botfactory.db")
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "sre.cedar").write_text(
+        '@id("sre-only")\nforbid(principal, action, resource == Tool::"restart") '
+        'unless { principal.groups.contains("sre") };\n'
+    )
+    oidc = OidcSettings(issuer=issuer.url, audience=[AUDIENCE], bot="ops")
+    settings = Settings.load(home=tmp_path, oidc=oidc, gateway={"policies_dir": policies})
+    large = ScriptedModel([call("restart"), "ok", call("restart"), "ok"], name="large")
+    models = {"small": ScriptedModel([], name="small"), "large": large}
+    platform = await Platform.start(settings, inference=scripted_inference(models), embedder=embedder)
+
+    @tool
+    def restart() -> str:
+        """Restart the service."""
+        return "restarted"
+
+    platform.bots.add(Bot(name="ops", agent=Agent(name="ops", instructions="Ops.", model="large", tools=[restart])))
+    try:
+        async with (
+            serving(platform, auth="keys") as base_url,
+            httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=30) as client,
+        ):
+            outcomes = []
+            for session, groups in (("g-1", ["sre", "staff"]), ("g-2", ["staff"])):
+                token = issuer.token(groups=groups)
+                answer = await client.post(
+                    "/v1/bots/ops/invoke", json={"session_id": session, "text": "restart"}, headers=bearer(token)
+                )
+                assert answer.status_code == 200, answer.text
+                outcomes.append([m.content for m in large.requests[-1].messages if m.role == "tool"])
+        assert outcomes == [["restarted"], ["error: denied by policy sre:sre-only"]]
+    finally:
+        await platform.aclose()
