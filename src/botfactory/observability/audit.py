@@ -9,7 +9,6 @@ loses at most the last ``flush_s`` of rows; the turn's own step records are dura
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -97,8 +96,8 @@ class AuditLog:
                 batch, self._pending = self._pending, []
                 try:
                     await self._store.insert(batch)
-                except BaseException:  # failed or cancelled (closing): kept for the next attempt, in order
-                    self._pending[:0] = batch
+                except Exception:
+                    self._pending[:0] = batch  # kept for the next attempt, in order
                     raise
 
     async def list(self, query: AuditQuery) -> list[AuditRecord]:
@@ -107,25 +106,26 @@ class AuditLog:
         return await self._store.list(query)
 
     async def aclose(self) -> None:
-        """Write what is queued and stop the background task."""
+        """Write what is queued and stop the background task (it finishes the batch it is writing first)."""
         self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await asyncio.gather(task, return_exceptions=True)
         try:
             await self.flush()
         except Exception:
             logger.exception("pending=<%d> | could not write the last audit rows", len(self._pending))
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
-            await asyncio.sleep(self._flush_s)  # let more rows join the batch
+            if not self._closing:
+                await asyncio.sleep(self._flush_s)  # let more rows join the batch
             self._wake.clear()
             try:
                 await self.flush()
             except Exception:
                 logger.warning("pending=<%d> | audit write failed; retrying", len(self._pending), exc_info=True)
-                await asyncio.sleep(min(1.0, self._flush_s * 10))
+                if not self._closing:
+                    await asyncio.sleep(min(1.0, self._flush_s * 10))
