@@ -145,7 +145,7 @@ async def test_a_cancel_asked_while_the_worker_is_dead_holds_when_another_worker
     assert result.running
 
     survivor_model = ScriptedModel([echo], cycle=True)
-    survivor = await make_runtime(models={"small": survivor_model}, lease_s=0.5, heartbeat_s=0.1)
+    survivor = await make_runtime(models={"small": survivor_model}, lease_s=10)
     [turn] = await survivor.wait_turns("s", 1, within=5)
     assert (turn.status, turn.error_code) == ("cancelled", "cancelled")
     assert survivor_model.requests == []

@@ -67,7 +67,7 @@ async def test_a_turn_whose_workers_keep_dying_is_dead_lettered(make_runtime: Ma
     assert crashed.stack.worker is not None
     await crashed.stack.worker.abort()
 
-    survivor = await make_runtime(bots=[echo_bot()], lease_s=0.3, heartbeat_s=0.1, max_attempts=1)
+    survivor = await make_runtime(bots=[echo_bot()], lease_s=10, max_attempts=1)
     dead_turn, next_turn = await survivor.wait_turns("s", 2, within=10)
 
     assert (dead_turn.status, dead_turn.error_code) == ("failed", "dead_letter")

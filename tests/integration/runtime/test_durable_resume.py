@@ -130,9 +130,9 @@ async def test_a_crashed_workers_turn_resumes_elsewhere_without_repeating_side_e
     state = await a.stack.queue.queue_state("s")
     assert state is not None and state.turn_id == turn_id and state.leased
 
-    b = await make_runtime(
-        bots=[seat_bot(seat_tools)], models={"small": ScriptedModel([REPLY])}, lease_s=0.5, heartbeat_s=0.1
-    )
+    # B's own lease is long: a pause of the test process (a full garbage collection late in a long run) must not
+    # let it lapse and count an attempt the test does not expect; only A's short lease matters here.
+    b = await make_runtime(bots=[seat_bot(seat_tools)], models={"small": ScriptedModel([REPLY])}, lease_s=10)
     await assert_resumed_once(b, seat_tools, standin, turn_id, attempts=2)
 
 
@@ -209,9 +209,7 @@ async def test_a_turn_past_its_maximum_lifetime_ends_expired_and_the_session_mov
 
     # B claims once A's lease (0.5 s) expired, so the turn started longer ago than B's maximum lifetime.
     b_model = ScriptedModel([echo])
-    b = await make_runtime(
-        bots=[seat_bot(seat_tools)], models={"small": b_model}, lease_s=0.5, heartbeat_s=0.1, max_lifetime_s=0.3
-    )
+    b = await make_runtime(bots=[seat_bot(seat_tools)], models={"small": b_model}, lease_s=10, max_lifetime_s=0.3)
     first, second = await b.wait_turns("s", 2, within=10)
 
     assert first.id == turn_id
