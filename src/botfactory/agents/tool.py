@@ -115,27 +115,26 @@ class Tool:
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         """Validate and run the tool; sync functions run in a worker thread."""
         self.validate(arguments)
-        kwargs = dict(arguments)
-        if self._context_param is not None:
-            kwargs[self._context_param] = context
-        if self._is_async:
-            return await typing.cast(Callable[..., Awaitable[Any]], self.func)(**kwargs)
-        return await anyio.to_thread.run_sync(lambda: self.func(**kwargs))
+        return await self._run(arguments, context)
 
     async def invoke(self, arguments: dict[str, Any], context: CallContext) -> Any:
         """Run the tool for the gateway, which has validated the arguments already."""
+        tool_context = ToolContext(
+            session_id=context.session_id,
+            turn_id=context.turn_id,
+            user_id=context.user_id,
+            agent_path=context.agent_path,
+            idempotency_key=context.idempotency_key,
+            resources=context.resources,
+            credentials=context.credentials,
+            bot=context.bot,
+        )
+        return await self._run(arguments, tool_context)
+
+    async def _run(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         kwargs = dict(arguments)
         if self._context_param is not None:
-            kwargs[self._context_param] = ToolContext(
-                session_id=context.session_id,
-                turn_id=context.turn_id,
-                user_id=context.user_id,
-                agent_path=context.agent_path,
-                idempotency_key=context.idempotency_key,
-                resources=context.resources,
-                credentials=context.credentials,
-                bot=context.bot,
-            )
+            kwargs[self._context_param] = context
         if self._is_async:
             return await typing.cast(Callable[..., Awaitable[Any]], self.func)(**kwargs)
         return await anyio.to_thread.run_sync(lambda: self.func(**kwargs))
