@@ -19,7 +19,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from botfactory.errors import ConfigError
 
 __all__ = [
+    "AlertRule",
+    "AlertSettings",
     "BudgetSettings",
+    "ConsoleSettings",
     "GatewaySettings",
     "ModelConfig",
     "ModelPrice",
@@ -30,6 +33,7 @@ __all__ = [
     "RuntimeSettings",
     "Settings",
     "SlackAppConfig",
+    "TracingSettings",
     "default_home",
     "find_config_file",
 ]
@@ -265,6 +269,72 @@ class OAuthClientConfig(BaseModel):
 DEFAULT_SLACK_THINKING: str = ":hourglass_flowing_sand: thinking…"
 
 
+class TracingSettings(BaseModel):
+    """``[tracing]``: where spans go and what they may contain (see docs/tracing.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (e.g. ``http://127.0.0.1:4318``; spans go to ``/v1/traces``); unset: no export."""
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every export (e.g. a collector's API key)."""
+    store_spans: bool = True
+    """Keep spans in botfactory's own database for the console's waterfalls."""
+    retention_days: float = Field(default=7.0, gt=0)
+    """Stored spans older than this are deleted by the cleanup job."""
+    record_content: bool = False
+    """Record prompts and completions on spans for every bot; a bot can opt in on its own (``record_content``)."""
+    service_name: str = "botfactory"
+
+
+class AlertRule(BaseModel):
+    """One ``[[alerts.rules]]`` entry: a condition evaluated continuously (see docs/alerts.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    kind: Literal["ttft", "spend", "tool_errors", "safety"]
+    severity: Literal["warning", "critical"] = "warning"
+    bot: str | None = None
+    """Only this bot (``ttft``, ``spend``); ``None``: every bot."""
+    tool: str | None = None
+    """Only this tool (``tool_errors``); ``None``: every tool."""
+    threshold_s: float | None = Field(default=None, gt=0)
+    """``ttft``: time to first token above this (p95 over ``window_s``) raises the alert."""
+    daily_budget: float | None = Field(default=None, ge=0)
+    """``spend``: a bot's spend today above this raises the alert."""
+    baseline_factor: float | None = Field(default=None, gt=1)
+    """``spend``: a bot's spend today above this many times its average day of the last 7 raises the alert."""
+    error_rate: float | None = Field(default=None, gt=0, le=1)
+    """``tool_errors``: the share of a tool's calls over ``window_s`` that failed, above which it is throttled."""
+    min_calls: int = Field(default=10, ge=1)
+    """``tool_errors``: fewer calls than this in the window never raise the alert."""
+    throttle_s: float = Field(default=300.0, ge=0)
+    """``tool_errors``: how long the tool is refused once the alert fires (0: alert only)."""
+    window_s: float = Field(default=300.0, gt=0)
+
+
+class AlertSettings(BaseModel):
+    """``[alerts]``: the rules, how often they are evaluated, and where alerts go besides the log and console."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[AlertRule] = Field(default_factory=list)
+    interval_s: float = Field(default=30.0, gt=0)
+    webhook_url: str | None = None
+    """POSTed a JSON body (``{"text": ...}``, Slack incoming-webhook compatible) for every new alert."""
+
+
+class ConsoleSettings(BaseModel):
+    """``[console]``: the web console served at ``/``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    login_hours: float = Field(default=12.0, gt=0)
+    """How long a console login lasts."""
+
+
 class SlackAppConfig(BaseModel):
     """One Slack app (``[slack_apps.<name>]`` in botfactory.toml): its secrets, its bot and where it answers.
 
@@ -352,6 +422,9 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     oidc: OidcSettings | None = None
     """Accept JWT bearer tokens from this OpenID Connect issuer besides API keys; ``None``: API keys only."""
     oauth_clients: dict[str, OAuthClientConfig] = Field(default_factory=dict)

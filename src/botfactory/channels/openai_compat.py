@@ -200,6 +200,7 @@ async def _metered_complete(
             day=utc_day(time.time()),
             tokens=usage.total_tokens,
             cost=cost,
+            model=alias,
         )
     )
     logger.debug(

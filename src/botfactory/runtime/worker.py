@@ -510,6 +510,7 @@ class _Recorder:
                 day=utc_day(step.finished_at),
                 tokens=tokens,
                 cost=cost,
+                model=step.name,
             )
         await self._worker.store.record_step(
             self._claim.lease,

@@ -14,6 +14,7 @@ from botfactory.store.api_keys import ApiKeyRecord, ApiKeyStore
 from botfactory.store.approvals import ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval
 from botfactory.store.audit import AuditQuery, AuditRecord, AuditStore
 from botfactory.store.base import Clock, Store
+from botfactory.store.costs import COST_SCOPES, CostRow, CostScope, CostStore, day_before
 from botfactory.store.engine import begin_write, create_engine, create_sync_engine, normalize_url
 from botfactory.store.ids import new_id
 from botfactory.store.knowledge import ChunkInput, ChunkRow, KnowledgeStats, KnowledgeStore
@@ -52,11 +53,13 @@ from botfactory.store.records import (
     TurnStatus,
 )
 from botfactory.store.secrets import EncryptedSecret, SecretRecord, SecretStore
+from botfactory.store.spans import SpanRecord, SpanStore
 from botfactory.store.writer import BatchWriter
 
 __all__ = [
     "API_CHANNEL",
     "CONTROL_CHANNEL",
+    "COST_SCOPES",
     "EVENTS_CHANNEL",
     "INBOX_CHANNEL",
     "ApiKeyRecord",
@@ -77,6 +80,9 @@ __all__ = [
     "Claim",
     "ClaimBatch",
     "Clock",
+    "CostRow",
+    "CostScope",
+    "CostStore",
     "DoubleTexting",
     "EncryptedSecret",
     "Enqueued",
@@ -99,6 +105,8 @@ __all__ = [
     "SecretStore",
     "SessionRecord",
     "SessionSummary",
+    "SpanRecord",
+    "SpanStore",
     "StepKind",
     "StepRecord",
     "StepStatus",
@@ -111,6 +119,7 @@ __all__ = [
     "create_engine",
     "create_sync_engine",
     "current_revision",
+    "day_before",
     "head_revision",
     "new_id",
     "normalize_url",

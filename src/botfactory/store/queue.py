@@ -610,6 +610,8 @@ class RuntimeStore:
             keys.append(("session", usage.session_id, ""))
         if usage.user_id is not None:
             keys.append(("user", usage.user_id, usage.day))
+        if usage.model is not None:
+            keys.append(("model", usage.model, usage.day))
         for key in keys:
             total = self._pending_usage.setdefault(key, [0, 0.0])
             total[0] += usage.tokens

@@ -142,7 +142,7 @@ class Heartbeat:
 
 @dataclass(frozen=True, kw_only=True)
 class UsageDelta:
-    """Tokens and spend of one model call, added to the bot's, user's and session's counters.
+    """Tokens and spend of one model call, added to the bot's, user's, session's and model alias's counters.
 
     ``user_id`` or ``session_id`` ``None``: the call is not counted for a user or a session (a call made through
     the inference endpoint without them).
@@ -154,6 +154,8 @@ class UsageDelta:
     day: str
     tokens: int
     cost: float
+    model: str | None = None
+    """The model alias called; ``None``: not counted per model."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "alerts",
     "api_keys",
     "approvals",
     "audit_log",
@@ -22,7 +23,9 @@ __all__ = [
     "secrets",
     "session_queue",
     "sessions",
+    "spans",
     "steps",
+    "tool_throttles",
     "turn_events",
     "turns",
     "usage_counters",
@@ -308,4 +311,54 @@ approvals = sa.Table(
     sa.Column("decided_at", sa.Float, nullable=True),
     sa.UniqueConstraint("call_key"),
     sa.Index(None, "status", "created_at"),
+)
+
+# Observability (migration 0007)
+
+spans = sa.Table(
+    "spans",
+    metadata,
+    sa.Column("trace_id", sa.String(32), primary_key=True, comment="W3C trace id, 32 hex digits"),
+    sa.Column("span_id", sa.String(16), primary_key=True, comment="16 hex digits"),
+    sa.Column("parent_span_id", sa.String(16), nullable=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, comment="internal | server | client | producer | consumer"),
+    sa.Column("start_time", sa.Float, nullable=False),
+    sa.Column("end_time", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, comment="unset | ok | error"),
+    sa.Column("status_message", sa.Text, nullable=True),
+    sa.Column("session_id", sa.String(256), nullable=True, comment="gen_ai.conversation.id"),
+    sa.Column("turn_id", sa.String(36), nullable=True),
+    sa.Column("bot", sa.String(128), nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=False, comment="redacted"),
+    sa.Column("events", sa.JSON, nullable=True),
+    sa.Index(None, "session_id", "start_time"),
+    sa.Index(None, "turn_id"),
+    sa.Index(None, "start_time"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True, comment="UUIDv7: time-ordered"),
+    sa.Column("rule", sa.String(128), nullable=False, comment="the rule's name in settings"),
+    sa.Column("kind", sa.String(32), nullable=False, comment="ttft | spend | tool_errors | safety"),
+    sa.Column("subject", sa.String(256), nullable=False, comment="the bot, tool or session it is about"),
+    sa.Column("severity", sa.String(16), nullable=False, comment="warning | critical"),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=True, comment="the measured value, the threshold, ..."),
+    sa.Column("status", sa.String(16), nullable=False, comment="open | resolved"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float, nullable=True),
+    sa.Index(None, "status", "created_at"),
+    sa.Index(None, "rule", "subject", "status"),
+)
+
+tool_throttles = sa.Table(
+    "tool_throttles",
+    metadata,
+    sa.Column("tool", sa.String(256), primary_key=True),
+    sa.Column("until", sa.Float, nullable=False, comment="calls are refused until then"),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
