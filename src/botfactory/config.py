@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from botfactory.errors import ConfigError
@@ -24,6 +24,7 @@ __all__ = [
     "BudgetSettings",
     "ConsoleSettings",
     "GatewaySettings",
+    "MetricsSettings",
     "ModelConfig",
     "ModelPrice",
     "OAuthClientConfig",
@@ -287,6 +288,17 @@ class TracingSettings(BaseModel):
     service_name: str = "botfactory"
 
 
+class MetricsSettings(BaseModel):
+    """``[metrics]``: the Prometheus series (see docs/metrics.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_user_labels: bool = True
+    """Label token and cost series with the user id; turn off when users are many or their ids are sensitive."""
+    worker_port: int | None = Field(default=None, ge=1, le=65535)
+    """``botfactory worker`` serves its own ``GET /metrics`` (API key required) on this port; unset: none."""
+
+
 class AlertRule(BaseModel):
     """One ``[[alerts.rules]]`` entry: a condition evaluated continuously (see docs/alerts.md)."""
 
@@ -311,7 +323,26 @@ class AlertRule(BaseModel):
     """``tool_errors``: fewer calls than this in the window never raise the alert."""
     throttle_s: float = Field(default=300.0, ge=0)
     """``tool_errors``: how long the tool is refused once the alert fires (0: alert only)."""
+    max_denials: int = Field(default=3, ge=1)
+    """``safety``: a session whose tool calls were denied by policy this many times within ``window_s`` is
+    quarantined."""
+    screen_messages: bool = True
+    """``safety``: screen inbound messages for prompt-injection and exfiltration phrasing as they are enqueued."""
     window_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _has_its_threshold(self) -> AlertRule:
+        needed = {
+            "ttft": ("threshold_s", self.threshold_s is not None),
+            "spend": (
+                "daily_budget or baseline_factor",
+                self.daily_budget is not None or self.baseline_factor is not None,
+            ),
+            "tool_errors": ("error_rate", self.error_rate is not None),
+        }.get(self.kind)
+        if needed is not None and not needed[1]:
+            raise ValueError(f"alert rule {self.name!r} of kind {self.kind!r} needs {needed[0]}; set it in the rule")
+        return self
 
 
 class AlertSettings(BaseModel):
@@ -323,6 +354,17 @@ class AlertSettings(BaseModel):
     interval_s: float = Field(default=30.0, gt=0)
     webhook_url: str | None = None
     """POSTed a JSON body (``{"text": ...}``, Slack incoming-webhook compatible) for every new alert."""
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    """How long one webhook POST may take; a failing webhook is logged, never retried."""
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[AlertRule]) -> list[AlertRule]:
+        names = [rule.name for rule in rules]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"alert rule names must be unique; {', '.join(doubled)} appear more than once")
+        return rules
 
 
 class ConsoleSettings(BaseModel):
@@ -423,6 +465,7 @@ class Settings(BaseSettings):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     oidc: OidcSettings | None = None

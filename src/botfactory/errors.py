@@ -20,7 +20,8 @@ secrets or prompt text.
     │   ├── ApiKeyNotFoundError
     │   └── SecretNotFoundError     no secret in the vault has that name (for that owner)
     ├── ConflictError               the request conflicts with the current state (409)
-    │   └── SessionBusyError        a bot with the ``reject`` policy is already busy on the session
+    │   ├── SessionBusyError        a bot with the ``reject`` policy is already busy on the session
+    │   └── SessionQuarantinedError a safety alert quarantined the session: no new messages until released
     ├── SecretUnreadableError       a stored secret cannot be decrypted: another master key, or altered data
     ├── StoreError                  the database failed or is at the wrong schema version
     │   └── LeaseLostError          another worker took over the session this worker was running
@@ -36,9 +37,11 @@ secrets or prompt text.
     │   ├── ToolDisabledError       a kill switch turned the tool off
     │   ├── ToolDeniedError         the gateway's policy denied the call (403)
     │   ├── ToolRateLimitedError    the tool's, bot's or user's rate limit is used up (429)
+    │   ├── ToolThrottledError      an alert throttled the tool for its error rate (503)
     │   ├── ToolTimeoutError        the call ran past the tool's timeout
     │   ├── ToolUnavailableError    the tool's server (MCP, OpenAPI, A2A) failed or is unreachable
-    │   └── CredentialError         a credential the tool declares could not be provided
+    │   ├── CredentialError         a credential the tool declares could not be provided
+    │   └── CredentialRejectedError the service the tool called refused its credential (HTTP 401)
     ├── ApprovalPendingError        a tool call waits for a person's approval: the turn pauses
     ├── LimitExceededError          a per-turn limit was reached
     │   ├── StepLimitError          an agent's steps (a sub-agent's is reported to its caller)
@@ -60,6 +63,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CredentialError",
+    "CredentialRejectedError",
     "ExternalAgentBusyError",
     "ExternalAgentError",
     "ForbiddenError",
@@ -82,6 +86,7 @@ __all__ = [
     "SecretUnreadableError",
     "SessionBusyError",
     "SessionNotFoundError",
+    "SessionQuarantinedError",
     "StepLimitError",
     "StoreError",
     "TimeLimitError",
@@ -92,6 +97,7 @@ __all__ = [
     "ToolError",
     "ToolNotFoundError",
     "ToolRateLimitedError",
+    "ToolThrottledError",
     "ToolTimeoutError",
     "ToolUnavailableError",
     "UnauthenticatedError",
@@ -258,6 +264,13 @@ class SessionBusyError(ConflictError):
     code = "session_busy"
 
 
+class SessionQuarantinedError(ConflictError):
+    """A safety alert quarantined the session: it takes no new messages and runs no turns until an operator
+    releases it (``botfactory sessions release ID`` or ``POST /v1/sessions/{id}/release``)."""
+
+    code = "session_quarantined"
+
+
 class StoreError(BotfactoryError):
     """The database failed or its schema is not at the expected version."""
 
@@ -368,6 +381,21 @@ class ToolRateLimitedError(ToolError):
         self.retry_after_s = retry_after_s
 
 
+class ToolThrottledError(ToolError):
+    """A ``tool_errors`` alert throttled the tool: its calls fail fast until the throttle ends.
+
+    Attributes:
+        retry_after_s: When the throttle ends.
+    """
+
+    code = "tool_throttled"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ToolTimeoutError(ToolError):
     """A tool call ran past its tool's timeout and was stopped."""
 
@@ -386,6 +414,14 @@ class CredentialError(ToolError):
     """A credential a tool declares could not be provided (missing secret, token endpoint refused)."""
 
     code = "credential_unavailable"
+    http_status = 502
+
+
+class CredentialRejectedError(ToolError):
+    """The service a tool called refused the credential the gateway gave it (HTTP 401): revoked, expired early or
+    wrong. The gateway forgets the credential (a new OAuth token is fetched) and retries the call once."""
+
+    code = "credential_rejected"
     http_status = 502
 
 

@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "cli": 8,
 }
 # Root modules may use each other (config raises errors, messages is plain data).
-PEER_EDGES = {("runtime", "agents"), ("server", "testing")}
+PEER_EDGES = {("runtime", "agents"), ("server", "testing"), ("server", "console")}
 
 
 def _package(module: str) -> str:

@@ -128,6 +128,10 @@ def _span_exporter() -> Any:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
+    installed = trace.get_tracer_provider()
+    if isinstance(installed, TracerProvider):  # a platform started earlier installed it (botfactory's span router)
+        installed.add_span_processor(SimpleSpanProcessor(exporter))
+        return exporter
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

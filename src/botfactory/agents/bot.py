@@ -40,6 +40,8 @@ class Bot:
             ``interrupt`` (a new message cancels the running turn, and the next turn answers all of them) or
             ``reject`` (a new message is refused with 409 until the reply is out).
         budgets: This bot's token and spend caps; ``None`` takes ``budgets`` from the settings.
+        record_content: Record prompts, completions and tool payloads on this bot's spans (masked for PII and
+            secrets); off by default, and ``tracing.record_content`` turns it on for every bot.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Bot:
     max_tokens_per_turn: int = 32_000
     double_texting: DoubleTexting = "enqueue"
     budgets: BudgetSettings | None = None
+    record_content: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

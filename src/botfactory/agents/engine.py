@@ -57,7 +57,7 @@ from botfactory.gateway import (
 )
 from botfactory.inference import Inference, ModelRequest
 from botfactory.messages import Message, ToolCall, ToolSpec, Usage
-from botfactory.observability import GEN_AI_CONVERSATION_ID, tracer
+from botfactory.observability import CONTENT_RECORDED, GEN_AI_CONVERSATION_ID, content_json, messages_json, tracer
 
 __all__ = [
     "AgentResult",
@@ -129,6 +129,7 @@ class TurnInput:
         caller: Who the turn acts for, as policies see them (groups, team, ingress channel); default: ``user_id``
             with no attributes.
         session: The conversation's attributes for policies (e.g. the Slack channel and thread).
+        record_content: Record prompts, completions and tool payloads on the turn's spans (the bot opted in).
     """
 
     session_id: str
@@ -140,6 +141,7 @@ class TurnInput:
     resources: dict[str, Any] | None = None
     caller: PolicyUser | None = None
     session: PolicySession | None = None
+    record_content: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,9 +187,18 @@ class _TurnState:
         return self.position
 
     @property
-    def span_attributes(self) -> dict[str, str]:
-        """Attributes every span of the turn carries."""
-        return {GEN_AI_CONVERSATION_ID: self.turn.session_id, "botfactory.turn.id": self.turn.turn_id}
+    def span_attributes(self) -> dict[str, str | bool]:
+        """Attributes every span of the turn carries (and the content mark, when the bot records content)."""
+        attributes: dict[str, str | bool] = {
+            GEN_AI_CONVERSATION_ID: self.turn.session_id,
+            "botfactory.turn.id": self.turn.turn_id,
+            "botfactory.bot": self.turn.bot,
+        }
+        if self.turn.user_id:
+            attributes["botfactory.user"] = self.turn.user_id
+        if self.turn.record_content:
+            attributes[CONTENT_RECORDED] = True
+        return attributes
 
     async def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -380,7 +391,12 @@ class Engine:
         started = self._clock()
         attributes = {**state.span_attributes, "gen_ai.operation.name": "chat", "gen_ai.request.model": agent.model}
         with _TRACER.start_as_current_span(f"chat {agent.model}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            if state.turn.record_content:
+                span.set_attribute("gen_ai.system_instructions", content_json(agent.instructions))
+                span.set_attribute("gen_ai.input.messages", messages_json(request.messages))
             response = await self.inference.complete(agent.model, request)
+            if state.turn.record_content:
+                span.set_attribute("gen_ai.output.messages", messages_json([response.message]))
             span.set_attributes(
                 {
                     "gen_ai.response.model": response.model,
@@ -449,8 +465,12 @@ class Engine:
             "gen_ai.tool.call.id": call.id,
         }
         with _TRACER.start_as_current_span(f"execute_tool {call.name}", attributes=attributes) as span:
+            if state.turn.record_content:
+                span.set_attribute("gen_ai.tool.call.arguments", content_json(call.arguments))
             output, direct, ok = await self._execute_tool(agent, path, call, position, state)
             span.set_attribute("botfactory.tool.ok", ok)
+            if state.turn.record_content:
+                span.set_attribute("gen_ai.tool.call.result", content_json(output))
         return output, direct
 
     async def _execute_tool(

@@ -53,6 +53,7 @@ from botfactory.inference import (
     to_model_request,
 )
 from botfactory.messages import Message, Usage
+from botfactory.observability import Metrics
 from botfactory.runtime import InvokeResult, Runtime, TurnLimits, utc_day
 from botfactory.store import UsageDelta
 
@@ -68,8 +69,11 @@ _MAX_KEY_CHARS: Final = 256
 _Handler = Callable[[Request], Awaitable[Response]]
 
 
-def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
-    """The OpenAI-compatible routes: bots at ``/v1/chat/completions``, model aliases under ``/v1/inference``."""
+def openai_routes(runtime: Runtime, inference: Inference, *, metrics: Metrics | None = None) -> list[BaseRoute]:
+    """The OpenAI-compatible routes: bots at ``/v1/chat/completions``, model aliases under ``/v1/inference``.
+
+    ``metrics`` counts the tokens and cost of inference calls made for a bot (``X-Botfactory-Bot`` or a bot key).
+    """
     max_bytes = runtime.settings.max_request_bytes
 
     async def list_bots(request: Request) -> Response:
@@ -128,6 +132,7 @@ def openai_routes(runtime: Runtime, inference: Inference) -> list[BaseRoute]:
             bot=bot,
             session_id=_header_key(request, SESSION_HEADER),
             user_id=acting_user(request, body.user),
+            metrics=metrics,
         )
         completion_id, created = new_completion_id(), int(time.time())
         if not body.stream:
@@ -169,6 +174,7 @@ async def _metered_complete(
     bot: str | None,
     session_id: str | None,
     user_id: str | None,
+    metrics: Metrics | None = None,
 ) -> ModelResponse:
     """Run one inference call; for a named bot, check its budgets first and count the call after."""
     if bot is None:  # platform-level: counted only in the inference service's per-alias statistics
@@ -203,6 +209,15 @@ async def _metered_complete(
             model=alias,
         )
     )
+    if metrics is not None:
+        metrics.model_call(
+            bot=found.name,
+            model=alias,
+            user_id=user_id,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost=cost,
+        )
     logger.debug(
         "bot=<%s>, session_id=<%s>, alias=<%s>, tokens=<%d> | inference call metered",
         found.name,

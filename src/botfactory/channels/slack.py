@@ -35,7 +35,7 @@ from botfactory.channels._slack_apps import (
 )
 from botfactory.channels.slack_delivery import SLACK_CHANNEL, SlackDeliverer
 from botfactory.channels.slack_interactions import interactions_route
-from botfactory.errors import InvalidInputError
+from botfactory.errors import InvalidInputError, SessionQuarantinedError
 from botfactory.runtime import Runtime
 
 __all__ = [
@@ -131,15 +131,23 @@ def slack_routes(runtime: Runtime, apps: SlackApps) -> list[BaseRoute]:
         human = _human_message(payload, app, apps.identity(app.name))
         if human is None:
             return JSONResponse({"ok": True})
-        enqueued = await runtime.enqueue(
-            app.bot,
-            session_id=slack_session_id(human.team, human.channel, human.thread_ts),
-            text=human.text,
-            user_id=f"slack:{human.team}:{human.user}",
-            dedup_key=f"slack:{human.team}:{human.channel}:{human.ts}",
-            channel=SLACK_CHANNEL,
-            reply_to={"channel": human.channel, "thread_ts": human.thread_ts, "team": human.team, "app": app.name},
-        )
+        session_id = slack_session_id(human.team, human.channel, human.thread_ts)
+        try:
+            enqueued = await runtime.enqueue(
+                app.bot,
+                session_id=session_id,
+                text=human.text,
+                user_id=f"slack:{human.team}:{human.user}",
+                dedup_key=f"slack:{human.team}:{human.channel}:{human.ts}",
+                channel=SLACK_CHANNEL,
+                reply_to={"channel": human.channel, "thread_ts": human.thread_ts, "team": human.team, "app": app.name},
+            )
+        except SessionQuarantinedError:
+            # Acknowledged all the same: an error status only makes Slack send it three more times.
+            logger.warning(
+                "session_id=<%s>, app=<%s> | Slack message refused: session quarantined", session_id, app.name
+            )
+            return JSONResponse({"ok": True})
         logger.debug(
             "session_id=<%s>, app=<%s>, duplicate=<%s>, retry=<%s> | Slack message queued",
             enqueued.session_id,

@@ -152,7 +152,7 @@ def sessions_show(session_id: str, as_json: bool) -> None:
         error = f" ({turn['error_code']})" if turn["error_code"] else ""
         _say(
             f"turn {turn['id']}  {turn['status']}{error}  attempt {turn['attempts']}  "
-            f"tokens {turn['input_tokens']} in / {turn['output_tokens']} out"
+            f"tokens {turn['input_tokens']} in / {turn['output_tokens']} out  cost {turn.get('cost', 0.0):.4f}"
         )
         if turn["reply"] is not None:
             _say(f"  reply: {_short(turn['reply'], 200)}")

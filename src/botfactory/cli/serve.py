@@ -20,7 +20,7 @@ from botfactory.cli._signals import StopNow, Stopper, run_stoppable
 from botfactory.cli.main import cli, load_settings, run_async
 from botfactory.config import Settings
 from botfactory.errors import ConfigError
-from botfactory.server import AuthMode, Platform, create_app, freeze_startup_heap
+from botfactory.server import AuthMode, Platform, create_app, create_metrics_app, freeze_startup_heap
 
 __all__ = ["check_port_free"]
 
@@ -142,11 +142,28 @@ def _agentcore_server(platform: Platform, *, auth: AuthMode) -> _Server | None:
 
 async def _work(settings: Settings, concurrency: int | None, stopper: Stopper) -> None:
     """Run turns until a signal; then stop claiming, let running turns finish, release the rest."""
+    metrics_port = settings.metrics.worker_port
+    if metrics_port is not None:
+        check_port_free(settings.host, metrics_port)
     platform = await _start(stopper, settings, "worker", concurrency)
     if platform is None:
         _say("botfactory worker stopped before it finished starting")
         return
+    scrape: asyncio.Task[None] | None = None
     try:
+        if metrics_port is not None:
+            server = _Server(
+                uvicorn.Config(
+                    create_metrics_app(platform),
+                    host=settings.host,
+                    port=metrics_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
+            scrape = asyncio.get_running_loop().create_task(server.serve(), name="worker-metrics")
+            stopper.on_stop(lambda: setattr(server, "should_exit", True))
+            _say(f"metrics at http://{settings.host}:{metrics_port}/metrics (API key required)")
         worker = platform.worker
         assert worker is not None, "role 'worker' always runs a worker"
         bots = ", ".join(bot.name for bot in platform.bots)
@@ -159,6 +176,8 @@ async def _work(settings: Settings, concurrency: int | None, stopper: Stopper) -
         running, finished = worker.running, worker.stats.turns_finished
         _stopping(platform, stopper)
     finally:
+        if scrape is not None:
+            await asyncio.gather(scrape, return_exceptions=True)
         await platform.aclose()
     finished = worker.stats.turns_finished - finished
     _say(
@@ -248,7 +267,17 @@ def serve(port: int | None, host: str | None) -> None:
     type=click.IntRange(1, 4096),
     help="Turns this process runs at once (default runtime.concurrency, 32).",
 )
-def worker(concurrency: int | None) -> None:
-    """Run turns from the inbox: no HTTP. Run as many as needed, on any hosts sharing the database."""
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's GET /metrics (API key required) on this port (default metrics.worker_port: none).",
+)
+def worker(concurrency: int | None, metrics_port: int | None) -> None:
+    """Run turns from the inbox: no HTTP but an optional metrics port. Run as many as needed, on any hosts sharing
+    the database."""
     settings = load_settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(
+            update={"metrics": settings.metrics.model_copy(update={"worker_port": metrics_port})}
+        )
     _run("botfactory worker", lambda stopper: _work(settings, concurrency, stopper))

@@ -31,6 +31,7 @@ from botfactory.errors import (
     ToolUnavailableError,
 )
 from botfactory.gateway.catalogue import CallContext, CredentialRef, SideEffect
+from botfactory.observability import current_trace_context
 
 if TYPE_CHECKING:
     from a2a.client import Client
@@ -272,6 +273,7 @@ class A2AAgents:
                     "run the tool through the gateway with a credential provider"
                 )
             headers["Authorization"] = f"Bearer {value}"
+        headers.update(current_trace_context() or {})  # the agent's spans join the turn's trace (W3C headers)
         timeout_s = tool.timeout_s or self.timeout_s
         message = sdk.Message(
             role=sdk.Role.ROLE_USER,

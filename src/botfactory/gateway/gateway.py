@@ -1,5 +1,6 @@
 """The gateway every tool call passes, in this order (DESIGN.md §3 "Tool calls"):
 
+0. **throttle**: a tool a ``tool_errors`` alert throttled is refused at once (see docs/alerts.md);
 1. **validate** the arguments against the tool's JSON schema (``invalid``: the model is told what is wrong);
 2. **authorize** with Cedar: ungranted tools and ``forbid`` policies deny (``log-only`` bots record and go on);
 3. **approval** when the tool needs a person's yes;
@@ -16,14 +17,16 @@ a trace sees it, in case a tool echoes them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+import httpx
 import jsonschema
 from opentelemetry import trace
 
@@ -32,20 +35,30 @@ from botfactory.errors import (
     ApprovalPendingError,
     BotfactoryError,
     CredentialError,
+    CredentialRejectedError,
     ToolArgumentsError,
     ToolDeniedError,
     ToolError,
     ToolRateLimitedError,
+    ToolThrottledError,
     ToolTimeoutError,
     ToolUnavailableError,
 )
 from botfactory.gateway.catalogue import CallContext, CredentialRef, GatewayTool
 from botfactory.gateway.policy import Decision, PolicyEngine, PolicyRequest, PolicySession, PolicyTool, PolicyUser
 from botfactory.gateway.rate_limit import RateLimiter, buckets_for
-from botfactory.observability import AuditLog, redact, redact_text
-from botfactory.store import ApprovalRecord, AuditRecord, NewApproval, new_id
+from botfactory.observability import (
+    GEN_AI_CONVERSATION_ID,
+    AuditLog,
+    Metrics,
+    record_span,
+    redact,
+    redact_text,
+    throttled_message,
+)
+from botfactory.store import ApprovalRecord, AuditRecord, NewApproval, ThrottleRecord, new_id
 
-__all__ = ["ANONYMOUS", "ApprovalRequests", "CredentialProvider", "Gateway", "GatewayCall", "Outcome"]
+__all__ = ["ANONYMOUS", "ApprovalRequests", "CredentialProvider", "Gateway", "GatewayCall", "Outcome", "ThrottleCheck"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +74,9 @@ Outcome = Literal[
     "timeout",
     "unavailable",
     "credential_error",
+    "credential_rejected",
     "approval_pending",
+    "throttled",
 ]
 Execute = Callable[[CallContext], Awaitable[Any]]
 
@@ -78,6 +93,15 @@ class CredentialProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class ForgetsCredentials(Protocol):
+    """A credential provider that can drop what a service refused (``identity.Credentials`` does)."""
+
+    def forget(self, refs: Sequence[CredentialRef], values: Mapping[str, str], *, user_id: str | None) -> bool:
+        """Forget the values resolved for ``refs``; whether resolving again may give a new value at once."""
+        ...
+
+
 class ApprovalRequests(Protocol):
     """Where requests for approval are kept (the runtime's store: ``RuntimeStore.approvals``)."""
 
@@ -87,6 +111,14 @@ class ApprovalRequests(Protocol):
 
     async def expire(self, approval_id: str) -> ApprovalRecord:
         """Mark a pending request whose time is up as expired; returns it as stored."""
+        ...
+
+
+class ThrottleCheck(Protocol):
+    """Which tools an alert throttled (``observability.ThrottleCache``: a copy re-read every few seconds)."""
+
+    async def check(self, tool: str) -> ThrottleRecord | None:
+        """The throttle refusing ``tool`` now, or ``None``."""
         ...
 
 
@@ -125,6 +157,7 @@ class Gateway:
         rate_limiter: Token buckets shared by the workers; used with ``rate_limits``.
         credentials: Resolves declared credentials; a tool declaring one without a provider fails its call.
         audit: Where each call's row goes.
+        metrics: Counts calls, errors and denials for ``GET /metrics``; ``None``: not counted.
         approvals: Where requests for approval are kept; without it, tools that need approval are refused.
         approval_timeout_s: How long a request waits for a decision before the call is "not approved".
         default_timeout_s: Timeout of tools that declare none.
@@ -138,6 +171,7 @@ class Gateway:
         rate_limits: RateLimitSettings | None = None,
         credentials: CredentialProvider | None = None,
         audit: AuditLog | None = None,
+        metrics: Metrics | None = None,
         approvals: ApprovalRequests | None = None,
         approval_timeout_s: float = 3600.0,
         default_timeout_s: float = 60.0,
@@ -150,9 +184,12 @@ class Gateway:
         self.rate_limits = rate_limits or RateLimitSettings()
         self.credentials = credentials
         self.audit = audit
+        self.metrics = metrics
         self.default_timeout_s = default_timeout_s
         self._clock = clock
         self._validators: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
+        self.throttles: ThrottleCheck | None = None
+        """Tools a ``tool_errors`` alert throttled are refused first of all; ``None``: no throttling."""
 
     async def call(self, call: GatewayCall, execute: Execute | None = None) -> Any:
         """Put one call through every step; return the tool's result (secrets scrubbed from text).
@@ -174,8 +211,14 @@ class Gateway:
         audit = _AuditDraft(decision="allow")
         secrets: tuple[str, ...] = ()
         try:
+            if self.throttles is not None:
+                await self._check_throttle(tool, audit)
             self._validate(tool, arguments, audit)
-            decision = self._authorize(call, arguments, audit)
+            deciding = time.time()
+            try:
+                decision = self._authorize(call, arguments, audit)
+            finally:
+                _policy_span(call, audit, deciding)
             policy_asks = decision is not None and not decision.effective and decision.needs_approval
             if decision is not None and not decision.effective and not policy_asks:
                 audit.outcome = "denied"
@@ -195,7 +238,16 @@ class Gateway:
                 credentials=credentials,
                 resources=call.resources,
             )
-            result = await self._execute(tool, arguments, context, execute, audit)
+            try:
+                result = await self._execute(tool, arguments, context, execute, audit)
+            except CredentialRejectedError:
+                if not self._forget(call, credentials, audit):
+                    raise
+                # A revoked or early-expired OAuth token: one retry with a fresh one (a 401 did nothing).
+                credentials = await self._credentials(call, audit)
+                secrets = (*secrets, *credentials.values())
+                context = dataclasses.replace(context, credentials=credentials)
+                result = await self._execute(tool, arguments, context, execute, audit)
             audit.outcome = "ok"
             return _scrub(result, secrets)
         except BotfactoryError as exc:
@@ -211,6 +263,15 @@ class Gateway:
             raise
         finally:
             self._audit(call, arguments, audit, secrets, time.perf_counter() - started)
+
+    async def _check_throttle(self, tool: GatewayTool, audit: _AuditDraft) -> None:
+        assert self.throttles is not None
+        throttle = await self.throttles.check(tool.name)
+        if throttle is not None:
+            audit.outcome = "throttled"
+            raise ToolThrottledError(
+                throttled_message(tool.name, throttle), retry_after_s=max(0.0, throttle.until - self._clock())
+            )
 
     def _validate(self, tool: GatewayTool, arguments: dict[str, Any], audit: _AuditDraft) -> None:
         cached = self._validators.get(id(tool))
@@ -292,6 +353,8 @@ class Gateway:
         if request.status == "pending" and self._clock() >= request.expires_at:
             request = await self.approvals.expire(request.id)
         audit.approval = request.status
+        if request.status != "pending":  # the turn was resumed for the decision: the wait is over
+            _approval_span(call, request, self._clock())
         if request.status == "approved":
             return
         if request.status == "pending":
@@ -362,6 +425,31 @@ class Gateway:
         except (ToolUnavailableError, ConnectionError):
             audit.outcome = "unavailable"
             raise
+        except CredentialRejectedError:
+            audit.outcome = "credential_rejected"
+            raise
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 401 or not tool.credentials:
+                raise
+            audit.outcome = "credential_rejected"
+            raise CredentialRejectedError(
+                f"tool {tool.name}: {exc.request.method} {exc.request.url.path} answered HTTP 401; the service "
+                "refused the tool's credential (check it: `botfactory secrets list`)"
+            ) from None
+
+    def _forget(self, call: GatewayCall, values: Mapping[str, str], audit: _AuditDraft) -> bool:
+        """Forget credentials a service refused; whether a retry may get a different one."""
+        if not isinstance(self.credentials, ForgetsCredentials):
+            return False
+        user_id = call.user.id if call.user is not None else None
+        renewed = self.credentials.forget(tuple(call.tool.credentials), values, user_id=user_id)
+        logger.info(
+            "tool=<%s>, user_id=<%s>, retry=<%s> | the service refused the tool's credential; forgotten",
+            call.tool.name,
+            user_id,
+            renewed,
+        )
+        return renewed
 
     def _audit(
         self,
@@ -373,6 +461,8 @@ class Gateway:
     ) -> None:
         span = trace.get_current_span()
         span.set_attribute("botfactory.tool.outcome", draft.outcome)
+        if self.metrics is not None:
+            self.metrics.tool_call(tool=call.tool.name, outcome=draft.outcome, decision=draft.decision)
         if self.audit is None:
             return
         span_context = span.get_span_context()
@@ -397,6 +487,41 @@ class Gateway:
                 trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else None,
             )
         )
+
+
+def _span_attributes(call: GatewayCall) -> dict[str, str]:
+    attributes = {
+        GEN_AI_CONVERSATION_ID: call.session.id,
+        "botfactory.turn.id": call.turn_id,
+        "botfactory.bot": call.bot,
+        "gen_ai.tool.name": call.tool.name,
+    }
+    if call.user is not None:
+        attributes["botfactory.user"] = call.user.id
+    return attributes
+
+
+def _policy_span(call: GatewayCall, audit: _AuditDraft, started_s: float) -> None:
+    """The ``policy decision`` span: the Cedar decision (or the grant check) of one call and its reasons."""
+    attributes: dict[str, Any] = {
+        **_span_attributes(call),
+        "botfactory.policy.decision": audit.decision,
+        "botfactory.policy.reasons": list(audit.reasons),
+    }
+    record_span("gateway", "policy decision", start_s=started_s, end_s=time.time(), attributes=attributes)
+
+
+def _approval_span(call: GatewayCall, request: ApprovalRecord, now: float) -> None:
+    """The ``approval wait`` span: from the request for approval to its decision (or expiry)."""
+    attributes: dict[str, Any] = {
+        **_span_attributes(call),
+        "botfactory.approval.id": request.id,
+        "botfactory.approval.status": request.status,
+    }
+    if request.decided_by:
+        attributes["botfactory.approval.decided_by"] = request.decided_by
+    end = request.decided_at or min(now, request.expires_at)
+    record_span("gateway", "approval wait", start_s=request.created_at, end_s=end, attributes=attributes)
 
 
 @dataclass(kw_only=True)

@@ -27,6 +27,7 @@ import httpx
 from botfactory.errors import (
     ConfigError,
     CredentialError,
+    CredentialRejectedError,
     ToolArgumentsError,
     ToolError,
     ToolTimeoutError,
@@ -211,6 +212,10 @@ class OpenApiOperation:
         if snippet:
             message += f": {snippet}"
         retryable = status == 429 or status >= 500
+        if status == 401 and self.credentials:
+            source = self.credentials[0].source
+            message += f" (check the credential: `botfactory secrets set {source}`)"
+            return CredentialRejectedError(message)
         if status in (401, 403):
             if self.credentials:
                 source = self.credentials[0].source

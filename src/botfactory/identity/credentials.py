@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 from botfactory.errors import CredentialError, InvalidInputError, SecretNotFoundError, SecretUnreadableError
@@ -117,6 +117,23 @@ class Credentials:
                 raise
             logger.debug("credential=<%s>, kind=<%s>, user_id=<%s> | credential resolved", ref.name, ref.kind, user_id)
         return values
+
+    def forget(self, refs: Sequence[CredentialRequest], values: Mapping[str, str], *, user_id: str | None) -> bool:
+        """Forget what was resolved for ``refs``: the service a tool called refused it (HTTP 401).
+
+        Vault values are read again on next use (a secret replaced with ``botfactory secrets set`` is picked up at
+        once, not after the cache time) and OAuth tokens are fetched anew. Whether resolving again may give a
+        different value right away (an OAuth token was dropped), so one retry of the call can succeed.
+        """
+        renewed = False
+        for ref in refs:
+            if ref.kind == "secret":
+                self._cache.pop(("", ref.source), None)
+            elif ref.kind == "user_token" and user_id:
+                self._cache.pop((user_id, ref.source), None)
+            elif ref.kind == "oauth_client" and self._oauth is not None and ref.name in values:
+                renewed = self._oauth.forget(ref.source, values[ref.name]) or renewed
+        return renewed
 
     async def _resolve(self, ref: CredentialRequest, user_id: str | None) -> str:
         if ref.kind == "secret":

@@ -111,6 +111,16 @@ class ClientCredentialsTokens:
         # Shielded: a caller that gives up does not cancel the fetch the other callers wait for.
         return await asyncio.shield(task)
 
+    def forget(self, client: str, token: str) -> bool:
+        """Drop ``client``'s cached token if it is still ``token``: the service it was sent to refused it (HTTP 401,
+        e.g. revoked before it expired), so the next :meth:`token` fetches a new one. Whether it was dropped."""
+        cached = self._tokens.get(client)
+        if cached is None or cached.value != token:
+            return False  # already replaced by a newer token: keep that one
+        del self._tokens[client]
+        logger.info("client=<%s> | OAuth access token refused by a service; a new one is fetched next", client)
+        return True
+
     async def aclose(self) -> None:
         """Stop fetches under way and close the HTTP client, if this object made it."""
         tasks = list(self._fetching.values())

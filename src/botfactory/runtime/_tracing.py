@@ -29,6 +29,8 @@ def turn_span(claim: Claim, *, now: float) -> Iterator[Span]:
         "botfactory.bot": claim.bot,
         "botfactory.turn.id": claim.turn.id,
     }
+    if claim.user_id:
+        attributes["botfactory.user"] = claim.user_id
     if first is not None and not claim.resumed:
         record_span(
             "runtime",

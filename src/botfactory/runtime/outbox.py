@@ -14,13 +14,17 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from botfactory.agents import BotRegistry
 from botfactory.errors import BotfactoryError, LeaseLostError
+from botfactory.observability import GEN_AI_CONVERSATION_ID, context_from, current_trace_context, tracer
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import ApprovalRecord, Claim, InboxItem, OutboxRecord, RuntimeStore
 
 __all__ = [
     "PLACEHOLDER_KEY",
+    "TRACE_CONTEXT_KEY",
     "ApprovalDeliverer",
     "ApprovalNotices",
     "Deliverer",
@@ -28,6 +32,7 @@ __all__ = [
     "OutboxDispatcher",
     "PlaceholderDeliverer",
     "ReplyPlaceholders",
+    "with_trace_context",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,19 @@ _BACKOFF_MAX_S: Final = 300.0
 _IN_FLIGHT_S: Final = 60.0
 PLACEHOLDER_KEY: Final = "placeholder"
 """The ``reply_to`` key under which a turn's placeholder (e.g. Slack's "thinking…" message) is kept."""
+TRACE_CONTEXT_KEY: Final = "trace_context"
+"""The ``reply_to`` key of a reply's W3C trace context: its delivery is a span of the turn's trace."""
+_TRACER = tracer("runtime")
+
+
+def with_trace_context(claim: Claim) -> Claim:
+    """The claim with the current trace context in its last input's ``reply_to`` (which the reply is sent to)."""
+    last = claim.inputs[-1] if claim.inputs else None
+    carrier = current_trace_context() if last is not None and last.reply_to is not None else None
+    if last is None or last.reply_to is None or carrier is None:
+        return claim
+    traced = dataclasses.replace(last, reply_to={**last.reply_to, TRACE_CONTEXT_KEY: carrier})
+    return dataclasses.replace(claim, inputs=(*claim.inputs[:-1], traced))
 
 
 class DeliveryError(BotfactoryError):
@@ -223,6 +241,27 @@ class OutboxDispatcher:
         taken = await self._store.begin_delivery(reply.id, retry_in_s=_IN_FLIGHT_S)
         if taken is None:
             return
+        carrier = (taken.reply_to or {}).get(TRACE_CONTEXT_KEY)
+        attributes: dict[str, str | int] = {
+            GEN_AI_CONVERSATION_ID: taken.session_id,
+            "botfactory.turn.id": taken.turn_id,
+            "botfactory.bot": taken.bot,
+            "botfactory.channel": taken.channel,
+            "botfactory.delivery.attempt": taken.attempts,
+        }
+        with _TRACER.start_as_current_span(
+            "deliver reply",
+            context=context_from(carrier if isinstance(carrier, dict) else None),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        ) as span:
+            outcome = await self._attempt(taken)
+            span.set_attribute("botfactory.delivery.outcome", outcome)
+            if outcome in ("retry", "failed"):
+                span.set_status(Status(StatusCode.ERROR))
+
+    async def _attempt(self, taken: OutboxRecord) -> str:
+        """One delivery attempt of a taken reply; returns ``delivered``, ``stale``, ``retry`` or ``failed``."""
         if self._stale(taken) and await self._store.has_newer_messages(taken.session_id, taken.turn_id):
             await self._store.end_delivery(taken.id, status="stale")
             deliverer = self._deliverers[taken.channel]
@@ -231,7 +270,7 @@ class OutboxDispatcher:
             logger.info(
                 "session_id=<%s>, turn_id=<%s> | reply is stale; not delivered", taken.session_id, taken.turn_id
             )
-            return
+            return "stale"
         try:
             await self._deliverers[taken.channel].deliver(taken)
         except Exception as raised:
@@ -244,11 +283,12 @@ class OutboxDispatcher:
             if not exc.retryable or taken.attempts >= _MAX_ATTEMPTS:
                 await self._store.end_delivery(taken.id, status="failed", error=exc.message)
                 logger.warning("outbox_id=<%s>, error=<%s> | delivery failed for good", taken.id, exc.message)
-                return
+                return "failed"
             delay = exc.retry_after_s or min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (taken.attempts - 1))
             await self._store.end_delivery(taken.id, status="pending", error=exc.message, retry_at=_now_plus(delay))
-            return
+            return "retry"
         await self._store.end_delivery(taken.id, status="delivered")
+        return "delivered"
 
     def _stale(self, reply: OutboxRecord) -> bool:
         return reply.bot in self._bots and self._bots.get(reply.bot).double_texting in ("coalesce", "interrupt")

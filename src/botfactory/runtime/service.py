@@ -16,12 +16,21 @@ from typing import Any, Final
 
 from botfactory.agents import BotRegistry
 from botfactory.config import Settings
-from botfactory.errors import ForbiddenError, InvalidInputError, PayloadTooLargeError, StoreError
-from botfactory.observability import current_trace_context
+from botfactory.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    SessionQuarantinedError,
+    StoreError,
+)
+from botfactory.observability import AlertNotifier, current_trace_context, safety_rule_for, screen_message
 from botfactory.runtime.limits import Controls
 from botfactory.runtime.signals import Pulse, Signals
 from botfactory.store import (
     API_CHANNEL,
+    AlertRecord,
+    AlertStatus,
+    AlertStore,
     ApprovalRecord,
     ApprovalStatus,
     CancelResult,
@@ -30,6 +39,7 @@ from botfactory.store import (
     Inbound,
     InboxItem,
     MessageRecord,
+    NewAlert,
     OutboxRecord,
     QueueState,
     RuntimeStore,
@@ -87,7 +97,7 @@ class SessionView:
             "user_id": self.session.user_id,
             "created_at": self.session.created_at,
             "updated_at": self.session.updated_at,
-            "state": _state(queue),
+            "state": "quarantined" if self.session.status == "quarantined" else _state(queue),
             "pending": queue.pending if queue else 0,
             "running_turn_id": queue.turn_id if queue else None,
             "messages": [
@@ -140,6 +150,7 @@ class Runtime:
         bots: The bots that can be addressed.
         signals: This process's wake-ups.
         controls: Kill switches.
+        alerts: Raises alerts; with a ``safety`` rule, inbound messages are screened as they are enqueued.
     """
 
     def __init__(
@@ -151,6 +162,7 @@ class Runtime:
         bots: BotRegistry,
         signals: Signals,
         controls: Controls,
+        alerts: AlertNotifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -161,6 +173,8 @@ class Runtime:
         self.controls = controls
         self._clock = clock
         self._streams_ended = False
+        self.alerts = alerts
+        self.alert_store = alerts.store if alerts is not None else AlertStore(store.engine)
 
     def check_input(self, *, session_id: str, text: str, user_id: str | None, dedup_key: str | None = None) -> None:
         """Reject input no turn should start from.
@@ -203,9 +217,12 @@ class Runtime:
         Raises:
             BotNotFoundError, InvalidInputError, PayloadTooLargeError: nothing was written.
             SessionBusyError: the bot's policy is ``reject`` and the session is busy; nothing was written.
+            SessionQuarantinedError: a safety alert quarantined the session (this message's own text may have
+                done it); nothing was written.
         """
         bot = self.bots.get(bot_name)
         self.check_input(session_id=session_id, text=text, user_id=user_id, dedup_key=dedup_key)
+        await self._screen(bot.name, session_id, text, user_id)
         if user_groups:
             reply_to = {**(reply_to or {}), CALLER_GROUPS_KEY: sorted(user_groups)}
         enqueued = await self.queue.enqueue(
@@ -226,6 +243,82 @@ class Runtime:
         if enqueued.interrupted_turn_id is not None:
             self.signals.control.fire()
         return enqueued
+
+    async def _screen(self, bot: str, session_id: str, text: str, user_id: str | None) -> None:
+        """Quarantine the session when a ``safety`` rule screens the bot's messages and this one is flagged."""
+        rule = safety_rule_for(self.settings.alerts, bot) if self.alerts is not None else None
+        flag = screen_message(text) if rule is not None else None
+        if rule is None or flag is None or self.alerts is None:
+            return
+        await self.store.ensure_session(session_id, bot=bot, user_id=user_id)
+        await self.quarantine_session(session_id)
+        await self.alerts.fire(
+            NewAlert(
+                rule=rule.name,
+                kind="safety",
+                subject=session_id,
+                severity=rule.severity,
+                message=(
+                    f"session {session_id} of bot {bot} quarantined: an inbound message matched the "
+                    f"'{flag.pattern}' screen; release it with `botfactory sessions release {session_id}`"
+                ),
+                data={
+                    "bot": bot,
+                    "user_id": user_id,
+                    "source": "message_screen",
+                    "pattern": flag.pattern,
+                    "excerpt": flag.excerpt,
+                },
+            )
+        )
+        raise SessionQuarantinedError(
+            f"session {session_id!r} is quarantined: the message looks like an attempt to override the bot's "
+            f"instructions or extract secrets, and an operator was alerted; they can release it with "
+            f"`botfactory sessions release {session_id}`"
+        )
+
+    async def quarantine_session(self, session_id: str) -> bool:
+        """Stop the session: its messages are refused and its queued ones not claimed until it is released.
+
+        A turn already running finishes. Returns whether the session was not quarantined already.
+
+        Raises:
+            SessionNotFoundError: there is no such session.
+        """
+        changed = await self.queue.set_session_status(session_id, "quarantined")
+        if changed:
+            logger.warning("session_id=<%s> | session quarantined", session_id)
+        return changed
+
+    async def release_session(self, session_id: str) -> bool:
+        """Lift a quarantine: the session takes messages again, its queued ones are answered, and its open safety
+        alerts are resolved. Returns whether it was quarantined.
+
+        Raises:
+            SessionNotFoundError: there is no such session.
+        """
+        changed = await self.queue.set_session_status(session_id, "active")
+        resolved = await self.alert_store.resolve_open(None, session_id, kind="safety")
+        self.signals.inbox.fire()
+        logger.info(
+            "session_id=<%s>, was_quarantined=<%s>, alerts=<%d> | session released", session_id, changed, resolved
+        )
+        return changed
+
+    async def list_alerts(
+        self, *, status: AlertStatus | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[AlertRecord]:
+        """Alerts, newest first."""
+        return await self.alert_store.list(status=status, kind=kind, limit=limit)
+
+    async def resolve_alert(self, alert_id: str) -> AlertRecord:
+        """Mark an alert resolved. A safety alert's session stays quarantined: release it with :meth:`release_session`.
+
+        Raises:
+            NotFoundError: no alert has that id.
+            ConflictError: it was resolved already.
+        """
+        return await self.alert_store.resolve(alert_id)
 
     async def session(self, session_id: str) -> SessionView:
         """Everything stored about the session.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from botfactory.agents import BotRegistry, Engine
 from botfactory.config import Settings
+from botfactory.observability import AlertEvaluator, AlertNotifier, Metrics, ThrottleCache
 from botfactory.runtime.limits import Controls
 from botfactory.runtime.outbox import Deliverer, OutboxDispatcher
 from botfactory.runtime.service import Runtime
@@ -22,10 +23,13 @@ from botfactory.store import (
     CONTROL_CHANNEL,
     EVENTS_CHANNEL,
     INBOX_CHANNEL,
+    AlertSignals,
+    AlertStore,
     BatchWriter,
     ChangeFeed,
     RuntimeStore,
     Store,
+    ThrottleStore,
 )
 
 __all__ = ["RuntimeStack", "start_runtime"]
@@ -43,6 +47,8 @@ class RuntimeStack:
     controls: Controls
     worker: Worker | None = None
     outbox: OutboxDispatcher | None = None
+    alerts: AlertEvaluator | None = None
+    """Evaluates ``[[alerts.rules]]`` in processes that run a worker, when rules are configured."""
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def aclose(self, *, grace_s: float | None = None) -> None:
@@ -62,6 +68,7 @@ async def start_runtime(
     listen: bool,
     deliverers: Mapping[str, Deliverer] | None = None,
     concurrency: int | None = None,
+    metrics: Metrics | None = None,
 ) -> RuntimeStack:
     """Start the runtime for this process.
 
@@ -70,6 +77,7 @@ async def start_runtime(
         listen: Follow other processes' changes (PostgreSQL notifications, or SQLite's change counter).
             PostgreSQL is always followed: any process may share it.
         deliverers: Channels' reply senders, by channel name.
+        metrics: What the worker counts turns, tokens and cost into (``None``: not counted).
     """
     stack = contextlib.AsyncExitStack()
     try:
@@ -87,7 +95,11 @@ async def start_runtime(
                 sqlite_poll_s=settings.runtime.sqlite_poll_s,
             )
             stack.push_async_callback(feed.close)
-        runtime = Runtime(settings=settings, store=store, queue=queue, bots=bots, signals=signals, controls=controls)
+        rules = settings.alerts.rules
+        alerts = AlertNotifier.from_settings(settings.alerts, AlertStore(store.engine)) if rules else None
+        runtime = Runtime(
+            settings=settings, store=store, queue=queue, bots=bots, signals=signals, controls=controls, alerts=alerts
+        )
         worker: Worker | None = None
         outbox: OutboxDispatcher | None = None
         if run_worker:
@@ -100,14 +112,57 @@ async def start_runtime(
                 signals=signals,
                 concurrency=concurrency,
                 deliverers=deliverers,
+                metrics=metrics,
             )
             await worker.start()
             outbox = OutboxDispatcher(store=queue, bots=bots, deliverers=deliverers or {}, signals=signals)
             await outbox.start()
             stack.push_async_callback(outbox.stop)
+        evaluator: AlertEvaluator | None = None
+        if alerts is not None:
+            evaluator = await _start_alerts(settings, store, engine, runtime, alerts, stack, evaluate=run_worker)
     except BaseException:
         await stack.aclose()
         raise
     return RuntimeStack(
-        runtime=runtime, queue=queue, signals=signals, controls=controls, worker=worker, outbox=outbox, _stack=stack
+        runtime=runtime,
+        queue=queue,
+        signals=signals,
+        controls=controls,
+        worker=worker,
+        outbox=outbox,
+        alerts=evaluator,
+        _stack=stack,
     )
+
+
+async def _start_alerts(
+    settings: Settings,
+    store: Store,
+    engine: Engine,
+    runtime: Runtime,
+    alerts: AlertNotifier,
+    stack: contextlib.AsyncExitStack,
+    *,
+    evaluate: bool,
+) -> AlertEvaluator | None:
+    """With a ``tool_errors`` rule, this process's gateway refuses throttled tools (workers and the MCP endpoint
+    call tools); processes that run a worker also evaluate the rules (every worker does: raising is atomic)."""
+    throttles = ThrottleStore(store.engine)
+    cache: ThrottleCache | None = None
+    if any(rule.kind == "tool_errors" for rule in settings.alerts.rules):
+        cache = ThrottleCache(throttles)
+        engine.gateway.throttles = cache
+    if not evaluate:
+        return None
+    evaluator = AlertEvaluator(
+        settings.alerts,
+        signals=AlertSignals(store.engine),
+        notifier=alerts,
+        throttles=throttles,
+        quarantine=runtime.quarantine_session,
+        throttle_cache=cache,
+    )
+    await evaluator.start()
+    stack.push_async_callback(evaluator.stop)
+    return evaluator

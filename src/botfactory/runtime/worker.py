@@ -23,9 +23,10 @@ from botfactory.config import Settings
 from botfactory.errors import ApprovalPendingError, BotfactoryError, LeaseLostError, LimitExceededError
 from botfactory.gateway import PolicySession, PolicyUser
 from botfactory.messages import Message
+from botfactory.observability import Metrics
 from botfactory.runtime._tracing import turn_span
 from botfactory.runtime.limits import Controls, TurnLimits, utc_day
-from botfactory.runtime.outbox import ApprovalNotices, Deliverer, ReplyPlaceholders
+from botfactory.runtime.outbox import ApprovalNotices, Deliverer, ReplyPlaceholders, with_trace_context
 from botfactory.runtime.resources import SessionResources
 from botfactory.runtime.service import CALLER_GROUPS_KEY
 from botfactory.runtime.signals import Pulse, Signals
@@ -72,6 +73,8 @@ class Worker:
         signals: Wake-ups for new work and control changes.
         clock: Epoch seconds, for step timestamps and daily budgets.
         deliverers: Channels' reply senders; those that show a placeholder (Slack's "thinking…") get one per turn.
+        metrics: Counts turns, latency, time to first token, tokens and cost for ``GET /metrics``; ``None``: not
+            counted.
     """
 
     def __init__(
@@ -86,8 +89,10 @@ class Worker:
         concurrency: int | None = None,
         clock: Callable[[], float] = time.time,
         deliverers: Mapping[str, Deliverer] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.config = settings.runtime
         self.store = store
         self.engine = engine
@@ -329,6 +334,7 @@ class Worker:
             session=_session_attributes(claim),
             history=[Message(role=m.role, content=m.text) for m in claim.history],
             resources=self.resources.for_session(claim.session_id),
+            record_content=bot.record_content or self.settings.tracing.record_content,
         )
         self.store.add_events(
             [
@@ -461,13 +467,19 @@ class Worker:
             reason,
         )
         if dead:
+            if self.metrics is not None:
+                self.metrics.turn_finished(bot=claim.bot, status="dead", latency_s=self._clock() - claim.enqueued_at)
             await self._placeholders.end(claim, "dead")
 
     async def _finish(self, claim: Claim, outcome: TurnOutcome) -> None:
-        await self.store.finish(claim.lease, claim.turn.id, outcome, claim=claim)
+        # The reply carries the turn's trace context, so its delivery is a span of the same trace.
+        await self.store.finish(claim.lease, claim.turn.id, outcome, claim=with_trace_context(claim))
         await self._placeholders.end(claim, outcome.status)
         self.stats.turns_finished += 1
         self.stats.by_status[outcome.status] = self.stats.by_status.get(outcome.status, 0) + 1
+        if self.metrics is not None:
+            latency = self._clock() - claim.enqueued_at
+            self.metrics.turn_finished(bot=claim.bot, status=outcome.status, latency_s=latency)
         logger.debug(
             "session_id=<%s>, turn_id=<%s>, status=<%s> | turn finished",
             claim.session_id,
@@ -486,29 +498,33 @@ class _Recorder:
         self.usage_in = 0
         self.usage_out = 0
         self.cost = 0.0
+        self._answered = False
+        """A model call of this turn has answered (time to first token is measured once per turn)."""
         for record in claim.steps:
             if record.kind == "model":
+                self._answered = self._answered or record.status == "completed"
                 self._count(record.name, record.output)
 
-    def _count(self, alias: str, output: Any) -> tuple[int, float]:
+    def _count(self, alias: str, output: Any) -> tuple[int, int, float]:
         usage = (output or {}).get("usage") or {}
         tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
         cost = self._worker.settings.price(alias).cost(tokens_in, tokens_out)
         self.usage_in += tokens_in
         self.usage_out += tokens_out
         self.cost += cost
-        return tokens_in + tokens_out, cost
+        return tokens_in, tokens_out, cost
 
     async def record(self, step: Step) -> None:
         usage: UsageDelta | None = None
+        tokens_in, tokens_out, cost = 0, 0, 0.0
         if step.kind == "model":
-            tokens, cost = self._count(step.name, step.output)
+            tokens_in, tokens_out, cost = self._count(step.name, step.output)
             usage = UsageDelta(
                 bot=self._bot.name,
                 user_id=self._claim.user_id,
                 session_id=self._claim.session_id,
                 day=utc_day(step.finished_at),
-                tokens=tokens,
+                tokens=tokens_in + tokens_out,
                 cost=cost,
                 model=step.name,
             )
@@ -528,6 +544,18 @@ class _Recorder:
             ),
             usage,
         )
+        if (metrics := self._worker.metrics) is not None and step.kind == "model":
+            metrics.model_call(
+                bot=self._bot.name,
+                model=step.name,
+                user_id=self._claim.user_id,
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                cost=cost,
+            )
+            if not self._answered and step.ok:
+                metrics.first_response(bot=self._bot.name, seconds=step.finished_at - self._claim.enqueued_at)
+        self._answered = self._answered or (step.kind == "model" and step.ok)
 
     async def on_event(self, event: Event) -> None:
         self._worker.store.add_events([(self._claim.session_id, event.turn_id, event.kind, event.to_dict())])

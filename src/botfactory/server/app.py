@@ -16,20 +16,25 @@ from botfactory.channels import (
     a2a_available,
     a2a_routes,
     agentcore_routes,
+    alerts_routes,
     approvals_routes,
     audit_routes,
+    costs_routes,
     http_routes,
     mcp_routes,
+    metrics_routes,
     openai_routes,
     slack_routes,
 )
+from botfactory.console import console_routes
 from botfactory.errors import BotfactoryError
 from botfactory.observability import TracingMiddleware
 from botfactory.server.auth import AuthMiddleware, AuthMode
 from botfactory.server.openapi import TITLE, api_operations, openapi_document
 from botfactory.server.platform import Platform
+from botfactory.store import CostStore
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_metrics_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +81,17 @@ def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: 
         Route("/openapi.json", openapi, methods=["GET"]),
         *http_routes(platform.runtime),
         *approvals_routes(platform.runtime),
+        *alerts_routes(platform.runtime),
         *(audit_routes(platform.engine.gateway.audit) if platform.engine.gateway.audit is not None else []),
-        *openai_routes(platform.runtime, platform.inference),
+        *metrics_routes(platform.metrics),
+        *costs_routes(CostStore(platform.store.engine)),
+        *openai_routes(platform.runtime, platform.inference, metrics=platform.metrics),
         *mcp_routes(platform.bots, platform.engine.gateway, max_request_bytes=platform.settings.max_request_bytes),
         *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
         *(a2a_routes(platform.runtime) if a2a_available() else []),
         *contract,
+        # Last: the web console's pages under /console (and / redirecting there); it checks its own login cookie.
+        *(console_routes(platform) if platform.settings.console.enabled else []),
     ]
     return Starlette(
         routes=contract if agentcore_only else everything,
@@ -93,7 +103,25 @@ def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: 
         middleware=[
             # Outermost: every request is a span continuing the caller's traceparent; channels store that context
             # with the inbox message, and the turn continues it (see botfactory.observability).
-            Middleware(TracingMiddleware, excluded_paths=frozenset({"/healthz"})),
+            Middleware(TracingMiddleware, excluded_paths=frozenset({"/healthz", "/metrics"})),
             Middleware(AuthMiddleware, keys=platform.api_keys, mode=auth, oidc=platform.oidc),
         ],
+    )
+
+
+def create_metrics_app(platform: Platform) -> Starlette:
+    """Only ``GET /metrics`` (and ``/healthz``), API key required: what ``botfactory worker --metrics-port`` serves,
+    since a worker serves no other HTTP and its turn and token series live in its own process."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "worker": platform.worker.name if platform.worker else None})
+
+    async def on_botfactory_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BotfactoryError)
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    return Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), *metrics_routes(platform.metrics)],
+        exception_handlers={BotfactoryError: on_botfactory_error},
+        middleware=[Middleware(AuthMiddleware, keys=platform.api_keys, mode="keys", oidc=platform.oidc)],
     )

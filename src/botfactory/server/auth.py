@@ -3,8 +3,9 @@
 A request presents an API key as ``Authorization: Bearer <key>`` or ``X-Api-Key: <key>``, or, when ``[oidc]`` is
 set, a JWT from the OpenID Connect issuer as ``Authorization: Bearer <token>`` (see docs/authentication.md). Exempt are health checks
 (``GET /healthz``, ``GET /ping``), A2A agent cards (``GET /a2a/{bot}/.well-known/agent-card.json``, public as A2A
-discovery expects; they describe the bot and how to authenticate) and Slack's routes (``/slack/...``), which verify
-Slack's signature instead.
+discovery expects; they describe the bot and how to authenticate), Slack's routes (``/slack/...``), which verify
+Slack's signature instead, and the web console (``/`` and ``/console/...``), which checks its own login cookie; in
+``local`` mode a console request from this machine is marked with the local principal and needs no login.
 Everything else, including routes added later, needs a key: the middleware guards paths, not a list of routes.
 
 In ``local`` mode (``botfactory up``, bound to 127.0.0.1) a request without a key is allowed when it comes from
@@ -30,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from botfactory.errors import BotfactoryError, ForbiddenError, UnauthenticatedError
 from botfactory.identity import JWT_SHAPE, KEY_PREFIX, LOCAL_PRINCIPAL, ApiKeys, OidcVerifier, Principal
 
-__all__ = ["AuthMiddleware", "AuthMode", "is_exempt"]
+__all__ = ["AuthMiddleware", "AuthMode", "is_console", "is_exempt"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ _LOOPBACK_ADDRESSES: Final = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 _PROXY_HEADERS: Final = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
 _HOW = "send Authorization: Bearer <key> (or X-Api-Key: <key>); create one with `botfactory keys create --bot NAME`"
+
+
+def is_console(path: str) -> bool:
+    """Whether a path is the web console's (``/``, ``/console``, ``/console/...``): it authenticates by cookie."""
+    return path in ("/", "/console") or path.startswith("/console/")
 
 
 def is_exempt(method: str, path: str) -> bool:
@@ -112,6 +118,11 @@ class AuthMiddleware:
         method = scope.get("method", "GET")
         path: str = scope["path"]
         if is_exempt(method, path):
+            await self.app(scope, receive, send)
+            return
+        if is_console(path):
+            if self.mode == "local" and _from_this_machine(scope, _headers(scope)):
+                scope.setdefault("state", {})["principal"] = LOCAL_PRINCIPAL
             await self.app(scope, receive, send)
             return
         try:

@@ -29,8 +29,9 @@ from botfactory.errors import ConfigError
 from botfactory.identity import ApiKeys, ClientCredentialsTokens, Credentials, OidcVerifier, Vault, load_master_key
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
+from botfactory.observability import Metrics, TracingExport, start_tracing
 from botfactory.runtime import Runtime, RuntimeStack, Worker, build_gateway, start_runtime, start_tool_sources
-from botfactory.store import ApiKeyStore, KnowledgeStore, SecretStore, Store
+from botfactory.store import ApiKeyStore, CostStore, KnowledgeStore, SecretStore, Store
 from botfactory.testing import GitHubStandIn, run_standin_server
 
 __all__ = ["DEFAULT_KB", "Platform", "open_knowledge"]
@@ -64,6 +65,10 @@ class Platform:
     github_demo: GitHubStandIn | None = None
     slack: SlackApps | None = None
     """The Slack apps served (``None``: Slack is off); register interactive action handlers on ``slack.interactions``."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """This process's Prometheus series (``GET /metrics``): the worker and the gateway count into it."""
+    tracing: TracingExport | None = None
+    """This platform's span sinks (span store, OTLP exporter) and the span retention job."""
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -105,6 +110,9 @@ class Platform:
         try:
             store = await Store.open(settings.resolved_database_url)
             stack.push_async_callback(store.close)
+            # Spans go to the span store and the OTLP collector from here until the store closes (flushed first).
+            tracing = start_tracing(settings.tracing, store.engine, cleanup=role != "serve" and start_models)
+            stack.push_async_callback(tracing.aclose)
             knowledge, _ = await open_knowledge(store, embedder=embedder, seed_progress=ingest_progress)
             github_demo: GitHubStandIn | None = None
             if not settings.github_base_url:
@@ -145,6 +153,10 @@ class Platform:
             )
             slack = slack_app(settings)
             slack_deliverer = SlackDeliverer(slack) if slack is not None else None
+            metrics = Metrics(per_user=settings.metrics.per_user_labels)
+            budgets = settings.budgets  # each bot's own budgets, else these (as the worker enforces them)
+            metrics.watch_database(CostStore(store.engine), lambda: {b.name: b.budgets or budgets for b in bots})
+            gateway.metrics = metrics
             runtime_stack = await start_runtime(
                 settings,
                 store=store,
@@ -153,6 +165,7 @@ class Platform:
                 run_worker=role != "serve" and start_models,
                 listen=role != "all",
                 concurrency=concurrency,
+                metrics=metrics,
                 deliverers={SLACK_CHANNEL: slack_deliverer} if slack_deliverer is not None else None,
             )
             stack.push_async_callback(runtime_stack.aclose)
@@ -180,6 +193,8 @@ class Platform:
             oidc=oidc,
             slack=slack,
             github_demo=github_demo,
+            metrics=metrics,
+            tracing=tracing,
             _stack=stack,
         )
 

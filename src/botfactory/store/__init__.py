@@ -10,6 +10,8 @@ The schema lives in :mod:`botfactory.store.schema`, migrations in :mod:`botfacto
 
 from __future__ import annotations
 
+from botfactory.store.alert_signals import FAILED_OUTCOMES, RAN_OUTCOMES, AlertSignals, FirstToken, ToolCalls
+from botfactory.store.alerts import AlertRecord, AlertStatus, AlertStore, NewAlert, ThrottleRecord, ThrottleStore
 from botfactory.store.api_keys import ApiKeyRecord, ApiKeyStore
 from botfactory.store.approvals import ApprovalRecord, ApprovalStatus, ApprovalStore, NewApproval
 from botfactory.store.audit import AuditQuery, AuditRecord, AuditStore
@@ -53,7 +55,7 @@ from botfactory.store.records import (
     TurnStatus,
 )
 from botfactory.store.secrets import EncryptedSecret, SecretRecord, SecretStore
-from botfactory.store.spans import SpanRecord, SpanStore
+from botfactory.store.spans import SpanRecord, SpanStore, TraceSummary
 from botfactory.store.writer import BatchWriter
 
 __all__ = [
@@ -61,7 +63,13 @@ __all__ = [
     "CONTROL_CHANNEL",
     "COST_SCOPES",
     "EVENTS_CHANNEL",
+    "FAILED_OUTCOMES",
     "INBOX_CHANNEL",
+    "RAN_OUTCOMES",
+    "AlertRecord",
+    "AlertSignals",
+    "AlertStatus",
+    "AlertStore",
     "ApiKeyRecord",
     "ApiKeyStore",
     "ApprovalRecord",
@@ -88,6 +96,7 @@ __all__ = [
     "Enqueued",
     "EventRecord",
     "FinishedTurnStatus",
+    "FirstToken",
     "Heartbeat",
     "Inbound",
     "InboxItem",
@@ -95,6 +104,7 @@ __all__ = [
     "KnowledgeStore",
     "Lease",
     "MessageRecord",
+    "NewAlert",
     "NewApproval",
     "NotificationHandler",
     "OutboxRecord",
@@ -111,6 +121,10 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "Store",
+    "ThrottleRecord",
+    "ThrottleStore",
+    "ToolCalls",
+    "TraceSummary",
     "TurnOutcome",
     "TurnRecord",
     "TurnStatus",

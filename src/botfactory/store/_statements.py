@@ -22,9 +22,9 @@ NEXT_SEQ: Final = Fast(
     sa.update(sessions)
     .where(sessions.c.id == _B("b_session_id"))
     .values(last_seq=sessions.c.last_seq + 1, updated_at=_NOW)
-    .returning(sessions.c.last_seq, sessions.c.bot)
+    .returning(sessions.c.last_seq, sessions.c.bot, sessions.c.status)
 )
-"""Take the session's next message ``seq`` (locking its row on PostgreSQL) and read its bot."""
+"""Take the session's next message ``seq`` (locking its row on PostgreSQL) and read its bot and status."""
 
 DEDUP: Final = Fast(
     sa.select(inbox.c.message_id, inbox.c.session_id, inbox.c.seq).where(
@@ -51,14 +51,20 @@ INSERT_TURN: Final = Fast(sa.insert(turns))
 INSERT_EVENT: Final = Fast(sa.insert(turn_events), json=("data",))
 INSERT_OUTBOX: Final = Fast(sa.insert(outbox), json=("reply_to",))
 
+QUARANTINED: Final = "quarantined"
+"""``sessions.status`` of a session a safety alert stopped: its work is not claimed until it is released."""
+_NOT_QUARANTINED: Final = ~sa.exists().where(
+    sessions.c.id == session_queue.c.session_id, sessions.c.status == QUARANTINED
+)
+
 READY: Final = Fast(
     sa.select(session_queue)
-    .where(session_queue.c.ready_at <= _NOW)
+    .where(session_queue.c.ready_at <= _NOW, _NOT_QUARANTINED)
     .order_by(session_queue.c.ready_at)
     .limit(_B("b_limit", type_=sa.Integer))
     .with_for_update(skip_locked=True)
 )
-"""Sessions a worker may claim now (their lease expired, or they have new work), oldest first."""
+"""Sessions a worker may claim now (their lease expired, or they have new work), oldest first; quarantined ones wait."""
 
 PENDING_OF: Final = (
     sa.select(inbox, messages.c.text, messages.c.user_id)

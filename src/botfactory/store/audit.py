@@ -38,7 +38,8 @@ class AuditRecord:
         approval: ``pending``, ``approved``, ``denied`` or ``expired`` when a person was asked (``unavailable``:
             no approval channel); else ``None``.
         outcome: ``ok``, ``error``, ``denied``, ``rejected``, ``rate_limited``, ``timeout``, ``unavailable``,
-            ``credential_error`` or ``approval_pending`` (the turn paused for a decision).
+            ``credential_error``, ``credential_rejected`` (the service refused the credential), ``throttled`` or
+            ``approval_pending`` (the turn paused for a decision).
         error: The error the model was shown, when the call did not succeed.
         duration_ms: From the gateway's first check to the end of the call.
     """

@@ -1,7 +1,9 @@
 """Reading spend back: tokens and cost per bot, user or model alias, per UTC day.
 
 The counters are the ``usage_counters`` rows every model call adds to (see ``RuntimeStore.record_step``); this
-module only reads them, for ``botfactory costs``, ``GET /v1/costs`` and the console's charts.
+module only reads them, for ``botfactory costs``, ``GET /v1/costs`` and the console's charts. It also reads the
+few figures ``GET /metrics`` computes from the database when it is scraped: the inbox backlog and the pending
+approvals per bot.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botfactory.store.engine import reading
-from botfactory.store.schema import usage_counters
+from botfactory.store.schema import approvals, inbox, usage_counters
 
 __all__ = ["COST_SCOPES", "CostRow", "CostScope", "CostStore", "day_before"]
 
@@ -81,3 +83,28 @@ class CostStore:
             total[1] += row.cost
         ordered = sorted(summed.items(), key=lambda item: (-item[1][1], -item[1][0], item[0]))
         return [CostRow(day=since_day, key=k, tokens=int(t), cost=float(c)) for k, (t, c) in ordered]
+
+    async def inbox_backlog(self) -> dict[str, tuple[int, float]]:
+        """Messages no worker has taken yet, per bot: ``bot -> (count, enqueued_at of the oldest)``.
+
+        Bots with nothing waiting are left out.
+        """
+        statement = (
+            sa.select(inbox.c.bot, sa.func.count(), sa.func.min(inbox.c.enqueued_at))
+            .where(inbox.c.status == "pending")
+            .group_by(inbox.c.bot)
+        )
+        async with reading(self._engine, "reading the inbox backlog") as connection:
+            rows = (await connection.execute(statement)).all()
+        return {str(bot): (int(count), float(oldest)) for bot, count, oldest in rows}
+
+    async def pending_approvals(self, *, now: float) -> dict[str, int]:
+        """Approval requests still waiting for a decision (not yet expired at ``now``), per bot."""
+        statement = (
+            sa.select(approvals.c.bot, sa.func.count())
+            .where(approvals.c.status == "pending", approvals.c.expires_at > now)
+            .group_by(approvals.c.bot)
+        )
+        async with reading(self._engine, "reading the pending approvals") as connection:
+            rows = (await connection.execute(statement)).all()
+        return {str(bot): int(count) for bot, count in rows}

@@ -29,6 +29,7 @@ from botfactory.errors import (
     NotFoundError,
     SessionBusyError,
     SessionNotFoundError,
+    SessionQuarantinedError,
 )
 from botfactory.store import _statements as _s
 from botfactory.store._fast import Fast
@@ -235,6 +236,12 @@ class RuntimeStore:
             raise InvalidInputError(
                 f"session {message.session_id!r} belongs to bot {owner!r}, not {message.bot!r}; "
                 "use a new session id for this bot"
+            )
+        if taken["status"] == _s.QUARANTINED:
+            raise SessionQuarantinedError(
+                f"session {message.session_id!r} is quarantined by a safety alert and takes no messages; an operator "
+                f"can release it with `botfactory sessions release {message.session_id}` "
+                f"(or POST /v1/sessions/{message.session_id}/release)"
             )
         if policy == "reject" and queue is not None and queue["pending"] > 0:
             raise SessionBusyError(
@@ -1104,6 +1111,8 @@ class RuntimeStore:
                 pending = int(row["pending"] or 0)
                 leased = _leased(row["lease_token"], row["ready_at"], now)
                 state = session_state(turn_id=row["turn_id"], pending=pending, leased=leased)
+                if row["status"] == _s.QUARANTINED:
+                    state = _s.QUARANTINED
                 found.append(
                     SessionSummary(
                         id=row["id"],
@@ -1119,6 +1128,28 @@ class RuntimeStore:
             return found
 
         return await self.writer.read(read)
+
+    async def set_session_status(self, session_id: str, status: str) -> bool:
+        """Set the session's status (``active`` or ``quarantined``); whether it changed.
+
+        A quarantined session's messages are not claimed (a running turn finishes); back to ``active``, its queued
+        work is claimed again at once.
+
+        Raises:
+            SessionNotFoundError: there is no such session.
+        """
+
+        def write(connection: sa.Connection) -> bool:
+            found = connection.execute(sa.select(sessions.c.status).where(sessions.c.id == session_id)).first()
+            if found is None:
+                raise SessionNotFoundError(f"no session {session_id!r}; list sessions with `botfactory sessions list`")
+            if found.status == status:
+                return False
+            connection.execute(sa.update(sessions).where(sessions.c.id == session_id).values(status=status))
+            self._notify(connection, INBOX_CHANNEL)
+            return True
+
+        return await self.writer.write(write)
 
     async def inbox_items(self, session_id: str) -> list[InboxItem]:
         """The session's inbound messages with their status, in arrival order."""

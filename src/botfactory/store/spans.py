@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from botfactory.store.engine import reading, writing
 from botfactory.store.schema import spans
 
-__all__ = ["MAX_SPANS", "SpanRecord", "SpanStore"]
+__all__ = ["MAX_SPANS", "SpanRecord", "SpanStore", "TraceSummary"]
 
 MAX_SPANS = 20_000
 """The most spans one read returns (a session page caps its turns well below this)."""
@@ -82,6 +82,17 @@ class SpanRecord:
         }
 
 
+def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on the primary key (a span exported twice is stored once)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(spans).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(spans).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+
+
 def _record(row: sa.RowMapping) -> SpanRecord:
     return SpanRecord(
         trace_id=str(row["trace_id"]),
@@ -122,16 +133,8 @@ class SpanStore:
         if not records:
             return
         async with writing(self._engine, "writing spans") as connection:
-            known = await self._known(connection, records)
-            rows = [r.to_dict() for r in records if (r.trace_id, r.span_id) not in known]
-            if rows:
-                await connection.execute(spans.insert(), rows)
-
-    @staticmethod
-    async def _known(connection: Any, records: Sequence[SpanRecord]) -> set[tuple[str, str]]:
-        ids = {r.span_id for r in records}
-        statement = sa.select(spans.c.trace_id, spans.c.span_id).where(spans.c.span_id.in_(ids))
-        return {(str(t), str(s)) for t, s in (await connection.execute(statement)).all()}
+            statement = _insert_ignoring_duplicates(connection.dialect.name)
+            await connection.execute(statement, [r.to_dict() for r in records])
 
     async def for_session(self, session_id: str, *, since: float | None = None) -> list[SpanRecord]:
         """The session's spans (those carrying its ``gen_ai.conversation.id``), oldest first."""
@@ -161,3 +164,54 @@ class SpanStore:
         async with writing(self._engine, "purging spans") as connection:
             result = await connection.execute(spans.delete().where(spans.c.start_time < cutoff))
         return result.rowcount
+
+    async def recent_traces(self, *, limit: int = 50, session_id: str | None = None) -> list[TraceSummary]:
+        """The newest traces (optionally of one session): id, first span, start, end and span count."""
+        started = sa.func.min(spans.c.start_time)
+        statement = (
+            sa.select(spans.c.trace_id, started, sa.func.max(spans.c.end_time), sa.func.count())
+            .group_by(spans.c.trace_id)
+            .order_by(started.desc())
+            .limit(max(1, min(limit, 1000)))
+        )
+        if session_id is not None:
+            statement = statement.where(spans.c.session_id == session_id)
+        async with reading(self._engine, "reading spans") as connection:
+            rows = (await connection.execute(statement)).all()
+            roots: dict[str, str] = {}
+            if rows:
+                candidates = (
+                    sa.select(spans.c.trace_id, spans.c.name)
+                    .where(spans.c.trace_id.in_([row[0] for row in rows]))
+                    # A span without a parent first, then the earliest: the root, or the first span stored here.
+                    .order_by(spans.c.parent_span_id.is_not(None), spans.c.start_time)
+                )
+                for trace_id, name in (await connection.execute(candidates)).all():
+                    roots.setdefault(str(trace_id), str(name))
+        return [
+            TraceSummary(trace_id=str(t), root=roots.get(str(t), "?"), start_time=float(s), end_time=float(e), spans=n)
+            for t, s, e, n in rows
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceSummary:
+    """One stored trace at a glance."""
+
+    trace_id: str
+    root: str
+    """The name of its root span (or of its earliest span when the root is elsewhere, e.g. a caller's)."""
+    start_time: float
+    end_time: float
+    spans: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "trace_id": self.trace_id,
+            "root": self.root,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "duration_ms": max(0.0, self.end_time - self.start_time) * 1000.0,
+            "spans": self.spans,
+        }

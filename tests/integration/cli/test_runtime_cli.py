@@ -592,3 +592,29 @@ def test_up_answers_and_exits_0_on_sigterm(child_env: Callable[..., dict[str, st
         assert "stopping (SIGTERM)" in out and "botfactory stopped" in out
     finally:
         up.close()
+
+
+def test_worker_serves_its_own_metrics_behind_an_api_key(
+    child_env: Callable[..., dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["keys", "create", "--all-bots", "--name", "prometheus", "--json"]) == 0
+    key = json.loads(capsys.readouterr().out)["key"]
+    worker = Process(["worker", "--metrics-port", str(port)], child_env(OpenAIStandIn()))
+    try:
+        worker.wait_for_line(f"metrics at http://127.0.0.1:{port}/metrics")
+        enqueue("count me")
+        with_runtime(lambda runtime: _wait_idle(runtime, "w-1"), run_worker=False)
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert httpx.get(url).status_code == 401
+        scraped = httpx.get(url, headers={"authorization": f"Bearer {key}"})
+        assert scraped.status_code == 200
+        # The turn ran in the worker process: only its own scrape can show it.
+        assert 'botfactory_turns_total{bot="echo",status="completed"} 1.0' in scraped.text
+        out = worker.stop(signal.SIGTERM)
+        assert worker.popen.returncode == 0, worker.stderr
+        assert "botfactory worker stopped" in out
+    finally:
+        worker.close()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from botfactory.config import RateLimitConfig, RateLimitSettings
 from botfactory.errors import (
     CredentialError,
+    CredentialRejectedError,
     ToolArgumentsError,
     ToolDeniedError,
     ToolError,
@@ -280,3 +282,80 @@ async def test_per_user_buckets_do_not_share_tokens(audit: AuditLog, tmp_path: P
     assert await gateway.call(request(FakeTool(), user="bob"))
     with pytest.raises(ToolRateLimitedError):
         await gateway.call(request(FakeTool(), user="alice"))
+
+
+class RotatingCredentials(StaticCredentials):
+    """An OAuth-like provider: ``forget`` drops the current token, and the next resolve hands out a new one."""
+
+    def __init__(self, tokens: list[str], *, renews: bool = True) -> None:
+        super().__init__({"crm": tokens[0]})
+        self.tokens = tokens
+        self.renews = renews
+        self.forgotten: list[dict[str, str]] = []
+
+    def forget(self, refs: Sequence[CredentialRef], values: Mapping[str, str], *, user_id: str | None) -> bool:
+        self.forgotten.append(dict(values))
+        if not self.renews:
+            return False
+        self.values["crm"] = self.tokens[len(self.forgotten)]
+        return True
+
+
+@dataclass(kw_only=True)
+class AcceptsOnly(FakeTool):
+    """A tool whose service accepts only one token, answering 401 (as an OpenAPI tool reports it) to the others."""
+
+    valid: str = ""
+
+    async def invoke(self, arguments: dict[str, Any], context: CallContext) -> Any:
+        self.calls.append(context)
+        if context.credentials["api"] != self.valid:
+            raise CredentialRejectedError(f"lookup answered HTTP 401 for token {context.credentials['api']}")
+        return {"echo": context.credentials["api"]}
+
+
+async def test_a_refused_token_is_forgotten_and_the_call_retried_once_with_a_fresh_one(
+    audit: AuditLog, tmp_path: Path
+) -> None:
+    old, new = f"old-{SECRET}", f"new-{SECRET}"
+    tool = AcceptsOnly(credentials=[CredentialRef(name="api", kind="oauth_client", secret="crm")], valid=new)
+    provider = RotatingCredentials([old, new])
+    gateway = Gateway(policies=policies(tmp_path), credentials=provider, audit=audit)
+
+    result = await gateway.call(request(tool))
+
+    assert [c.credentials["api"] for c in tool.calls] == [old, new]
+    assert provider.forgotten == [{"api": old}]
+    assert new not in str(result)  # the fresh token is scrubbed like the first
+    row = await only_row(audit)
+    assert (row.outcome, row.error) == ("ok", None)
+
+
+async def test_a_refused_credential_that_cannot_be_renewed_fails_once_with_credential_rejected(
+    audit: AuditLog, tmp_path: Path
+) -> None:
+    tool = AcceptsOnly(credentials=[CredentialRef(name="api", secret="crm")], valid="never")
+    gateway = Gateway(policies=policies(tmp_path), credentials=RotatingCredentials([SECRET], renews=False), audit=audit)
+
+    with pytest.raises(CredentialRejectedError) as caught:
+        await gateway.call(request(tool))
+
+    assert len(tool.calls) == 1  # no retry with the same value
+    assert SECRET not in caught.value.message
+    row = await only_row(audit)
+    assert row.outcome == "credential_rejected"
+    assert SECRET not in (row.error or "")
+
+
+async def test_an_httpx_401_from_a_python_tool_counts_as_a_refused_credential(audit: AuditLog, tmp_path: Path) -> None:
+    refused = httpx.HTTPStatusError(
+        "401 Unauthorized",
+        request=httpx.Request("GET", "https://crm.example.com/v1/contacts"),
+        response=httpx.Response(401),
+    )
+    tool = FakeTool(credentials=[CredentialRef(name="api", secret="crm")], fail=refused)
+    gateway = Gateway(policies=policies(tmp_path), credentials=StaticCredentials({"crm": SECRET}), audit=audit)
+
+    with pytest.raises(CredentialRejectedError, match=r"GET /v1/contacts answered HTTP 401"):
+        await gateway.call(request(tool))
+    assert (await only_row(audit)).outcome == "credential_rejected"

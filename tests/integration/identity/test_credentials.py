@@ -160,6 +160,25 @@ async def test_platform_secrets_and_oauth_tokens_are_the_same_for_every_user(
     assert endpoint.hits == 1
 
 
+async def test_a_refused_credential_is_forgotten_so_the_next_call_gets_a_fresh_one(
+    credentials: Credentials, vault: Vault, endpoint: TokenEndpoint
+) -> None:
+    first = await credentials.resolve([GITHUB_PLATFORM, CRM], user_id=ALICE)
+    await vault.set("github_token", "rotated-" + PLATFORM_GITHUB)
+
+    assert await credentials.resolve([GITHUB_PLATFORM, CRM], user_id=ALICE) == first  # both cached
+    # The service refused them (HTTP 401): the OAuth token is dropped, so a retry can succeed at once.
+    assert credentials.forget([GITHUB_PLATFORM, CRM], first, user_id=ALICE) is True
+    again = await credentials.resolve([GITHUB_PLATFORM, CRM], user_id=ALICE)
+
+    assert again == {"github": "rotated-" + PLATFORM_GITHUB, "crm": endpoint.issued[1]}
+    assert endpoint.hits == 2
+    # A second caller refused with the old token must not throw away the new one.
+    assert credentials.forget([CRM], first, user_id=ALICE) is False
+    assert await credentials.resolve([CRM], user_id=ALICE) == {"crm": endpoint.issued[1]}
+    assert endpoint.hits == 2
+
+
 async def test_one_tool_may_declare_every_kind(credentials: Credentials, endpoint: TokenEndpoint) -> None:
     refs = [
         CredentialRef(name="mine", kind="user_token", secret="github"),

@@ -7,6 +7,7 @@ import asyncio
 from harness import GatedModel, Harness, MakeRuntime, echo, echo_bot
 
 from botfactory.runtime import DeliveryError, OutboxDispatcher
+from botfactory.runtime.outbox import TRACE_CONTEXT_KEY
 from botfactory.store import OutboxRecord
 
 
@@ -43,7 +44,12 @@ async def test_a_reply_is_delivered_once_to_its_target(make_runtime: MakeRuntime
     [reply] = await outbox_settled(harness, "s", 1)
     await asyncio.sleep(0.3)  # the dispatcher keeps running: nothing is sent again
     assert (reply.status, reply.attempts, reply.text) == ("delivered", 1, "echo: hi")
-    assert [(a.id, a.text, a.reply_to) for a in channel.attempts] == [(reply.id, "echo: hi", {"thread": "t-1"})]
+    assert [(a.id, a.text) for a in channel.attempts] == [(reply.id, "echo: hi")]
+    target = dict(channel.attempts[0].reply_to or {})
+    # With a tracer provider installed the delivery continues the turn's trace, whose context rides along.
+    traced = target.pop(TRACE_CONTEXT_KEY, None)
+    assert target == {"thread": "t-1"}
+    assert traced is None or traced["traceparent"].startswith("00-")
 
 
 async def test_a_failed_delivery_is_retried_until_it_succeeds(make_runtime: MakeRuntime) -> None:

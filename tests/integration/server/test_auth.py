@@ -123,7 +123,8 @@ def probes(app: Starlette) -> list[tuple[str, str]]:
 
 def exempt(method: str, path: str) -> bool:
     public = ("/healthz", "/ping", "/openapi.json", "/a2a/x/.well-known/agent-card.json")  # A2A cards: docs/a2a.md
-    return path.startswith("/slack/") or (method == "GET" and path in public)
+    console = path == "/" or path == "/console" or path.startswith("/console/")  # its own login: docs/console.md
+    return path.startswith("/slack/") or console or (method == "GET" and path in public)
 
 
 async def test_every_route_but_health_and_slack_needs_a_key(platform: Platform, keys_server: str) -> None:

@@ -288,13 +288,22 @@ async def test_inference_for_a_bot_is_metered_and_refused_once_its_budget_is_use
 
     day = utc_day(time.time())
     used = await platform.runtime.queue.usage(
-        [("bot", "support", day), ("session", "agent-run-1", ""), ("user", "u-7", day)]
+        [("bot", "support", day), ("session", "agent-run-1", ""), ("user", "u-7", day), ("model", "small", day)]
     )
     assert {key: tokens for key, (tokens, _) in used.items()} == {
         ("bot", "support", day): 15,
         ("session", "agent-run-1", ""): 15,
         ("user", "u-7", day): 15,
+        ("model", "small", day): 15,
     }
+    counted = {
+        direction: platform.metrics.registry.get_sample_value(
+            "botfactory_model_tokens_total",
+            {"bot": "support", "model": "small", "user": "u-7", "direction": direction},
+        )
+        for direction in ("in", "out")
+    }
+    assert counted == {"in": 10.0, "out": 5.0}  # GET /metrics shows inference calls made for a bot too
 
     with pytest.raises(openai.RateLimitError) as caught:
         await models.chat.completions.create(model="small", messages=messages, extra_headers=headers)

@@ -25,7 +25,8 @@ def _served(platform: Platform) -> set[tuple[str, str]]:
         for route in app.routes
         if isinstance(route, Route)
         for method in (route.methods or ())
-        if method != "HEAD"
+        # the web console's HTML pages are not API operations (docs/console.md)
+        if method != "HEAD" and route.path != "/" and not route.path.startswith("/console")
     }
 
 

@@ -50,6 +50,21 @@ async def test_a_reply_in_a_thread_continues_that_threads_session(rig: SlackRig)
     assert await rig.sessions() == [f"T1:C1:{root}"]
 
 
+async def test_a_quarantined_threads_messages_are_acknowledged_and_make_no_turn(rig: SlackRig) -> None:
+    root = "1700000004.000100"
+    await rig.send(message_event("first", ts=root, event_id="Ev20"))
+    await rig.wait_posts(1)
+    assert await rig.platform.runtime.quarantine_session(f"T1:C1:{root}")
+
+    response = await rig.send(message_event("more", ts="1700000005.000100", thread_ts=root, event_id="Ev21"))
+
+    assert response.status_code == 200  # an error would only make Slack send it three more times
+    await asyncio.sleep(0.3)  # room for a turn to show up
+    assert [p.text for p in rig.slack.posts] == ["echo: first"]
+    view = await rig.platform.runtime.session(f"T1:C1:{root}")
+    assert [m.text for m in view.messages] == ["first", "echo: first"]
+
+
 @pytest.mark.parametrize(
     "extra",
     [

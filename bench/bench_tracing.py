@@ -1,0 +1,193 @@
+"""Tracing overhead: durable runtime throughput with tracing on vs off, measured in the same run.
+
+Each mode runs in a fresh child process (OpenTelemetry allows one tracer provider per process), on its own SQLite
+file, with the same bot: one agent on a zero-latency scripted model that calls one tool, then answers (spans per
+turn: inbox wait, turn, invoke_agent, two chat, execute_tool, policy decision). Messages are queued beforehand;
+the figure is complete turns per second of one worker process, as in ``bench_runtime.py``.
+
+- ``off``: ``[tracing] store_spans = false`` and no ``otlp_endpoint``: no tracer provider, spans are no-ops.
+- ``sdk``: the OpenTelemetry SDK provider and botfactory's router, no sink (the cost of recording spans at all).
+- ``store``: the span store only (spans batched into the same SQLite database).
+- ``on``: the span store and the OTLP/HTTP exporter to a local receiver (in the parent process), which decodes
+  and counts what it gets.
+
+Modes alternate for ``--rounds`` rounds; the best run of each mode is reported, and on/off is the ratio.
+
+    python bench/bench_tracing.py [--sessions 300] [--messages 4] [--concurrency 32] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from botfactory.agents import Agent, Bot, BotRegistry, Engine, tool
+from botfactory.config import Settings, TracingSettings
+from botfactory.inference import ModelRequest
+from botfactory.messages import ToolCall
+from botfactory.observability import span_router, start_tracing
+from botfactory.runtime import start_runtime
+from botfactory.store import SpanStore, Store
+from botfactory.testing import ScriptedModel, call, scripted_inference
+
+MODES = ("off", "sdk", "store", "on")
+
+
+@tool
+def lookup(login: str) -> str:
+    """Look a user up.
+
+    Args:
+        login: The login.
+    """
+    return f"{login}: no seat"
+
+
+def _answer(request: ModelRequest) -> str | ToolCall:
+    return call("lookup", login="octocat") if request.messages[-1].role == "user" else "ok"
+
+
+def _bot() -> tuple[BotRegistry, Engine]:
+    model = ScriptedModel([_answer], cycle=True, name="small")
+    agent = Agent(name="bench", instructions="Answer with the tool.", model="small", tools=[lookup])
+    return BotRegistry([Bot(name="bench", agent=agent)]), Engine(scripted_inference({"small": model}))
+
+
+async def child(mode: str, url: str, messages: int, sessions: int, concurrency: int, otlp: str) -> dict[str, Any]:
+    """Queue ``messages``, then time one worker draining them with tracing in ``mode``."""
+    settings = Settings.load(database_url=url, runtime={"concurrency": concurrency})
+    bots, engine = _bot()
+    async with await Store.open(url) as store:
+        queued = await start_runtime(settings, store=store, engine=engine, bots=bots, run_worker=False, listen=False)
+        for start in range(0, messages, 500):
+            await asyncio.gather(
+                *(
+                    queued.runtime.enqueue("bench", session_id=f"s{i % sessions}", text=f"message {i}")
+                    for i in range(start, min(messages, start + 500))
+                )
+            )
+        await queued.aclose(grace_s=0)
+
+        tracing = TracingSettings(store_spans=mode in ("store", "on"), otlp_endpoint=otlp if mode == "on" else None)
+        export = start_tracing(tracing, store.engine, cleanup=False)
+        if mode == "sdk":
+            span_router()
+        stack = await start_runtime(
+            settings, store=store, engine=engine, bots=bots, run_worker=True, listen=False, concurrency=concurrency
+        )
+        assert stack.worker is not None
+        started = time.perf_counter()
+        while stack.worker.stats.turns_finished < messages:  # noqa: ASYNC110 - polling a counter
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        await stack.aclose(grace_s=0)
+        flushed_at = time.perf_counter()
+        await export.aclose()
+        flush_s = time.perf_counter() - flushed_at
+        sink = export.store_sink
+        stored = len(await SpanStore(store.engine).for_session("s0")) * sessions if sink else 0
+        return {
+            "mode": mode,
+            "turns_per_s": messages / elapsed,
+            "spans_written": sink.written if sink else 0,
+            "spans_dropped": sink.dropped if sink else 0,
+            "spans_per_turn_stored": stored / messages if messages else 0,
+            "flush_after_s": flush_s,
+        }
+
+
+class _Receiver:
+    """A local OTLP/HTTP receiver: decodes each export request and counts its spans."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.spans = 0
+        self.requests = 0
+        receiver = self
+        answer = ExportTraceServiceResponse().SerializeToString()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(self.rfile.read(int(self.headers.get("content-length", "0"))))
+                receiver.requests += 1
+                receiver.spans += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def main(sessions: int, per_session: int, concurrency: int, rounds: int) -> None:
+    messages = sessions * per_session
+    receiver = _Receiver()
+    best: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(rounds):
+            for mode in MODES:
+                url = f"sqlite:///{Path(tmp) / f'{mode}-{round_}.db'}"
+                argv = [sys.executable, __file__, "--child", mode, "--url", url, "--otlp", receiver.url]
+                argv += ["--sessions", str(sessions), "--messages", str(per_session), "--concurrency", str(concurrency)]
+                done = subprocess.run(argv, check=True, capture_output=True, text=True)
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                if mode not in best or result["turns_per_s"] > best[mode]["turns_per_s"]:
+                    best[mode] = result
+    receiver.server.shutdown()
+    off = best["off"]["turns_per_s"]
+    print(
+        f"messages: {messages} ({sessions} sessions x {per_session}), worker concurrency {concurrency}, {rounds} rounds"
+    )
+    print(f"{'tracing':<44} {'turns/s':>9} {'vs off':>8} {'spans/turn':>11} {'dropped':>8}")
+    labels = {
+        "off": "off (no provider)",
+        "sdk": "SDK provider, spans recorded, no sink",
+        "store": "span store",
+        "on": "span store + OTLP/HTTP to local receiver",
+    }
+    for mode in MODES:
+        r = best[mode]
+        print(
+            f"{labels[mode]:<44} {r['turns_per_s']:>9.0f} {r['turns_per_s'] / off:>8.3f} "
+            f"{r['spans_per_turn_stored']:>11.1f} {r['spans_dropped']:>8d}"
+        )
+    print(f"OTLP receiver: {receiver.spans} spans in {receiver.requests} requests (all rounds)")
+    print(f"throughput loss with tracing on: {(1 - best['on']['turns_per_s'] / off) * 100:.1f} % (goal <= 10 %)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=300)
+    parser.add_argument("--messages", type=int, default=4, help="messages per session")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--otlp", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        total = args.sessions * args.messages
+        outcome = asyncio.run(child(args.child, args.url, total, args.sessions, args.concurrency, args.otlp))
+        print(json.dumps(outcome))
+    else:
+        main(args.sessions, args.messages, args.concurrency, args.rounds)

@@ -1,0 +1,222 @@
+"""Where spans go: one process-wide router on the OpenTelemetry SDK provider, and each platform's sinks behind it.
+
+OpenTelemetry allows one global tracer provider per process. :func:`span_router` makes sure there is an SDK
+provider (installing one with ``service.name`` from ``[tracing]`` when none is, or adding to the one a test or
+``opentelemetry-instrument`` installed) and attaches a single :class:`SpanRouter` to it, once. Each platform then
+registers its sinks on the router when it starts and removes them when it stops (:func:`start_tracing`), so
+several platforms in one process (tests) each get their own OTLP exporter and span store:
+
+- an OTLP/HTTP exporter (``{tracing.otlp_endpoint}/v1/traces``, batched on the SDK's background thread) when an
+  endpoint is configured;
+- the span store (:class:`~botfactory.observability.span_sink.SpanStoreSink`) when ``tracing.store_spans``.
+
+Every span passes :func:`~botfactory.observability.redaction.redact_span` before any of these sinks sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from botfactory.config import TracingSettings
+from botfactory.observability.redaction import redact_span
+from botfactory.observability.retention import SpanRetention
+from botfactory.observability.span_sink import SpanStoreSink
+from botfactory.store import SpanStore
+
+__all__ = ["SpanRouter", "TracingExport", "otlp_processor", "span_router", "start_tracing"]
+
+logger = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_ROUTER: SpanRouter | None = None
+
+
+class SpanRouter(SpanProcessor):
+    """Hands every finished span, redacted, to the sinks registered now (none: the span is dropped at once)."""
+
+    def __init__(self, redact: Callable[[ReadableSpan], ReadableSpan] = redact_span) -> None:
+        self._redact = redact
+        self._sinks: tuple[SpanProcessor, ...] = ()  # replaced, never mutated: on_end reads it without a lock
+        self._lock = threading.Lock()
+        self.attached_to: TracerProvider | None = None
+
+    @property
+    def sinks(self) -> tuple[SpanProcessor, ...]:
+        """The sinks registered now."""
+        return self._sinks
+
+    def add(self, sink: SpanProcessor) -> None:
+        """Send spans to ``sink`` from now on."""
+        with self._lock:
+            self._sinks = (*self._sinks, sink)
+
+    def remove(self, sink: SpanProcessor) -> None:
+        """Stop sending spans to ``sink`` (it is not shut down here)."""
+        with self._lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Sinks only look at finished spans."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Redact the span once and pass it to each sink; a failing sink never fails the code that ended it."""
+        sinks = self._sinks
+        if not sinks:
+            return
+        try:
+            clean = self._redact(span)
+        except Exception:  # never export a span that could not be redacted
+            logger.warning("span=<%s> | redaction failed; span not exported", span.name, exc_info=True)
+            return
+        for sink in sinks:
+            try:
+                sink.on_end(clean)
+            except Exception:
+                logger.warning("sink=<%s> | span sink failed", type(sink).__name__, exc_info=True)
+
+    def shutdown(self) -> None:
+        """Sinks are shut down by the platform that registered them."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush every sink."""
+        return all(sink.force_flush(timeout_millis) for sink in self._sinks)
+
+
+def span_router(service_name: str = "botfactory") -> SpanRouter:
+    """The process's span router, attached to the global SDK tracer provider (installed here if there is none).
+
+    A provider that is not the SDK's (a vendor's own) cannot take processors: botfactory's sinks then receive
+    nothing, which is logged once.
+    """
+    global _ROUTER
+    with _LOCK:
+        router = _ROUTER if _ROUTER is not None else SpanRouter()
+        _ROUTER = router
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            installed = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+            trace.set_tracer_provider(installed)  # a no-op (logged by OpenTelemetry) if another thread won the race
+            provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            logger.warning(
+                "provider=<%s> | the installed tracer provider is not the OpenTelemetry SDK's; "
+                "botfactory's span store and OTLP export stay empty",
+                type(provider).__name__,
+            )
+        elif router.attached_to is not provider:
+            provider.add_span_processor(router)
+            router.attached_to = provider
+        return router
+
+
+def otlp_processor(settings: TracingSettings) -> BatchSpanProcessor | None:
+    """A batching OTLP/HTTP exporter to ``{otlp_endpoint}/v1/traces``, or ``None`` when no endpoint is set."""
+    if not settings.otlp_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    endpoint = settings.otlp_endpoint.rstrip("/")
+    if not endpoint.endswith("/v1/traces"):
+        endpoint += "/v1/traces"
+    exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(settings.otlp_headers) or None, timeout=10)
+    return BatchSpanProcessor(exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512)
+
+
+class TracingExport:
+    """One platform's sinks on the process's router; :meth:`aclose` flushes and removes them.
+
+    Attributes:
+        router: The process's router; ``None`` when tracing is off.
+        store_sink: The span store sink, if spans are stored.
+        otlp: The OTLP exporter's processor, if an endpoint is configured.
+        retention: The cleanup job, if this process runs it.
+    """
+
+    def __init__(
+        self,
+        router: SpanRouter | None,
+        *,
+        store_sink: SpanStoreSink | None,
+        otlp: BatchSpanProcessor | None,
+        retention: SpanRetention | None,
+    ) -> None:
+        self.router = router
+        self.store_sink = store_sink
+        self.otlp = otlp
+        self.retention = retention
+
+    async def flush(self) -> None:
+        """Write buffered spans to the store and send pending ones to the collector now."""
+        if self.otlp is not None:
+            await asyncio.to_thread(self.otlp.force_flush)
+        if self.store_sink is not None:
+            await self.store_sink.flush()
+
+    async def aclose(self) -> None:
+        """Stop receiving spans, then flush and stop each sink and the cleanup job."""
+        for sink in (self.store_sink, self.otlp):
+            if sink is not None and self.router is not None:
+                self.router.remove(sink)
+        if self.retention is not None:
+            await self.retention.aclose()
+        if self.store_sink is not None:
+            await self.store_sink.aclose()
+        if self.otlp is not None:
+            otlp = self.otlp
+            with contextlib.suppress(Exception):  # an unreachable collector must not block the shutdown for long
+                await asyncio.to_thread(otlp.force_flush, 5_000)
+            await asyncio.to_thread(otlp.shutdown)
+
+
+def start_tracing(
+    settings: TracingSettings,
+    engine: AsyncEngine,
+    *,
+    cleanup: bool,
+    clock: Callable[[], float] = time.time,
+) -> TracingExport:
+    """Register this platform's sinks on the process's router (call on the platform's event loop).
+
+    With neither ``store_spans`` nor ``otlp_endpoint``, tracing is off: no provider is installed (spans cost next
+    to nothing), unless something else installed one.
+
+    Args:
+        settings: ``[tracing]``.
+        engine: The platform's store engine (the span store's database).
+        cleanup: Run the retention job here (the process that runs the worker).
+        clock: Epoch seconds for the retention job (tests inject one).
+    """
+    if not settings.store_spans and not settings.otlp_endpoint:
+        logger.info("tracing=<off> | neither store_spans nor otlp_endpoint is set")
+        return TracingExport(None, store_sink=None, otlp=None, retention=None)
+    router = span_router(settings.service_name)
+    store_sink: SpanStoreSink | None = None
+    if settings.store_spans:
+        store_sink = SpanStoreSink(SpanStore(engine))
+        store_sink.start()
+        router.add(store_sink)
+    otlp = otlp_processor(settings)
+    if otlp is not None:
+        router.add(otlp)
+    retention: SpanRetention | None = None
+    if cleanup and settings.store_spans:
+        retention = SpanRetention(engine, retention_days=settings.retention_days, clock=clock)
+        retention.start()
+    logger.info(
+        "store_spans=<%s>, otlp=<%s> | tracing sinks registered",
+        settings.store_spans,
+        settings.otlp_endpoint or "off",
+    )
+    return TracingExport(router, store_sink=store_sink, otlp=otlp, retention=retention)

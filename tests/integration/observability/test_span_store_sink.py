@@ -1,0 +1,68 @@
+"""The span store sink and its retention job, on SQLite and PostgreSQL: spans written in batches off the request
+path, a full buffer drops (and counts) instead of blocking, and spans past retention are deleted."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, TraceFlags
+
+from botfactory.observability import SpanRetention, SpanStoreSink
+from botfactory.store import SpanStore, Store
+
+DAY = 86_400.0
+NOW = 1_700_000_000.0
+
+
+def _span(span_id: int, *, session: str, started: float, parent: int | None = None) -> ReadableSpan:
+    trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    return ReadableSpan(
+        name=f"span {span_id}",
+        context=SpanContext(trace_id=trace_id, span_id=span_id, is_remote=False, trace_flags=TraceFlags(1)),
+        parent=(
+            SpanContext(trace_id=trace_id, span_id=parent, is_remote=False, trace_flags=TraceFlags(1))
+            if parent
+            else None
+        ),
+        attributes={"gen_ai.conversation.id": session, "botfactory.turn.id": f"turn-{session}"},
+        start_time=int(started * 1e9),
+        end_time=int((started + 0.25) * 1e9),
+    )
+
+
+async def test_finished_spans_land_in_the_store_and_close_writes_the_rest(store: Store) -> None:
+    sink = SpanStoreSink(SpanStore(store.engine), flush_s=0.01)
+    sink.start()
+    sink.on_end(_span(1, session="s1", started=NOW))
+    sink.on_end(_span(2, session="s1", started=NOW + 0.1, parent=1))
+    sink.on_end(_span(3, session="s2", started=NOW + 0.2))
+    await sink.aclose()
+    sink.on_end(_span(4, session="s1", started=NOW + 0.3))  # after close: ignored, not an error
+
+    rows = await SpanStore(store.engine).for_session("s1")
+    assert [(r.name, r.parent_span_id) for r in rows] == [("span 1", None), ("span 2", "0000000000000001")]
+    assert rows[0].turn_id == "turn-s1" and round(rows[0].duration_ms) == 250
+    assert sink.written == 3 and sink.dropped == 0
+
+
+async def test_a_full_buffer_drops_new_spans_and_counts_them(store: Store) -> None:
+    sink = SpanStoreSink(SpanStore(store.engine), max_queue=2)  # not started: nothing drains the buffer
+    for span_id in (1, 2, 3, 4):
+        sink.on_end(_span(span_id, session="full", started=NOW))
+    assert sink.dropped == 2
+    assert await sink.flush() == 2
+    assert [r.name for r in await SpanStore(store.engine).for_session("full")] == ["span 1", "span 2"]
+
+
+async def test_the_retention_job_deletes_spans_older_than_the_retention_period(store: Store) -> None:
+    sink = SpanStoreSink(SpanStore(store.engine))
+    sink.on_end(_span(1, session="old", started=NOW - 8 * DAY))
+    sink.on_end(_span(2, session="old", started=NOW - 6 * DAY))
+    sink.on_end(_span(3, session="new", started=NOW - 60))
+    await sink.flush()
+
+    retention = SpanRetention(store.engine, retention_days=7, clock=lambda: NOW)
+    assert await retention.run_once() == 1
+    assert await retention.run_once() == 0  # running it again (another worker) deletes nothing more
+    assert [r.name for r in await SpanStore(store.engine).for_session("old")] == ["span 2"]
+    assert [r.name for r in await SpanStore(store.engine).for_session("new")] == ["span 3"]
+    assert retention.purged == 1
