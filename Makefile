@@ -62,6 +62,8 @@ bench: install-dev
 	$(PY) bench/bench_inference_endpoint.py --metered
 	$(PY) bench/bench_policy.py
 	$(PY) bench/bench_gateway.py
+	$(PY) bench/bench_tracing.py
+	$(PY) bench/bench_console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

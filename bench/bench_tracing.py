@@ -56,16 +56,18 @@ def _answer(request: ModelRequest) -> str | ToolCall:
     return call("lookup", login="octocat") if request.messages[-1].role == "user" else "ok"
 
 
-def _bot() -> tuple[BotRegistry, Engine]:
-    model = ScriptedModel([_answer], cycle=True, name="small")
+def _bot(latency_s: float = 0.0) -> tuple[BotRegistry, Engine]:
+    model = ScriptedModel([_answer], cycle=True, name="small", latency_s=latency_s)
     agent = Agent(name="bench", instructions="Answer with the tool.", model="small", tools=[lookup])
     return BotRegistry([Bot(name="bench", agent=agent)]), Engine(scripted_inference({"small": model}))
 
 
-async def child(mode: str, url: str, messages: int, sessions: int, concurrency: int, otlp: str) -> dict[str, Any]:
+async def child(
+    mode: str, url: str, messages: int, sessions: int, concurrency: int, otlp: str, latency_s: float
+) -> dict[str, Any]:
     """Queue ``messages``, then time one worker draining them with tracing in ``mode``."""
     settings = Settings.load(database_url=url, runtime={"concurrency": concurrency})
-    bots, engine = _bot()
+    bots, engine = _bot(latency_s)
     async with await Store.open(url) as store:
         queued = await start_runtime(settings, store=store, engine=engine, bots=bots, run_worker=False, listen=False)
         for start in range(0, messages, 500):
@@ -139,7 +141,7 @@ class _Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def main(sessions: int, per_session: int, concurrency: int, rounds: int) -> None:
+def main(sessions: int, per_session: int, concurrency: int, rounds: int, latency_ms: float) -> None:
     messages = sessions * per_session
     receiver = _Receiver()
     best: dict[str, dict[str, Any]] = {}
@@ -149,6 +151,7 @@ def main(sessions: int, per_session: int, concurrency: int, rounds: int) -> None
                 url = f"sqlite:///{Path(tmp) / f'{mode}-{round_}.db'}"
                 argv = [sys.executable, __file__, "--child", mode, "--url", url, "--otlp", receiver.url]
                 argv += ["--sessions", str(sessions), "--messages", str(per_session), "--concurrency", str(concurrency)]
+                argv += ["--model-latency-ms", str(latency_ms)]
                 done = subprocess.run(argv, check=True, capture_output=True, text=True)
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 if mode not in best or result["turns_per_s"] > best[mode]["turns_per_s"]:
@@ -156,7 +159,8 @@ def main(sessions: int, per_session: int, concurrency: int, rounds: int) -> None
     receiver.server.shutdown()
     off = best["off"]["turns_per_s"]
     print(
-        f"messages: {messages} ({sessions} sessions x {per_session}), worker concurrency {concurrency}, {rounds} rounds"
+        f"messages: {messages} ({sessions} sessions x {per_session}), worker concurrency {concurrency}, {rounds} rounds, "
+        f"model latency {latency_ms:g} ms per call"
     )
     print(f"{'tracing':<44} {'turns/s':>9} {'vs off':>8} {'spans/turn':>11} {'dropped':>8}")
     labels = {
@@ -181,13 +185,29 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=4, help="messages per session")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--model-latency-ms",
+        type=float,
+        default=0.0,
+        help="simulated latency of each model call (default 0: worst case)",
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         total = args.sessions * args.messages
-        outcome = asyncio.run(child(args.child, args.url, total, args.sessions, args.concurrency, args.otlp))
+        outcome = asyncio.run(
+            child(
+                args.child,
+                args.url,
+                total,
+                args.sessions,
+                args.concurrency,
+                args.otlp,
+                args.model_latency_ms / 1000,
+            )
+        )
         print(json.dumps(outcome))
     else:
-        main(args.sessions, args.messages, args.concurrency, args.rounds)
+        main(args.sessions, args.messages, args.concurrency, args.rounds, args.model_latency_ms)

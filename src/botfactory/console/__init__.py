@@ -1,5 +1,5 @@
 """The web console: server-rendered pages to watch sessions and their traces, chat with bots, decide approvals,
-handle dead letters, see bots and their kill switches, and follow costs (see docs/console.md).
+handle alerts and dead letters, see bots and their kill switches, and follow costs (see docs/console.md).
 
 Served at ``/console`` by :func:`botfactory.server.create_app` when ``[console] enabled`` (the default).
 """

@@ -65,10 +65,10 @@ def short(value: str | None, size: int = 12) -> str:
 
 
 _TONES: Final = {
-    **dict.fromkeys(("completed", "ok", "delivered", "approved", "done", "allow"), "ok"),
+    **dict.fromkeys(("completed", "ok", "delivered", "approved", "done", "allow", "resolved"), "ok"),
     **dict.fromkeys(("running",), "info"),
-    **dict.fromkeys(("waiting", "pending", "queued"), "warn"),
-    **dict.fromkeys(("failed", "error", "dead", "denied", "deny"), "bad"),
+    **dict.fromkeys(("waiting", "pending", "queued", "warning", "open", "throttled"), "warn"),
+    **dict.fromkeys(("failed", "error", "dead", "denied", "deny", "critical", "quarantined"), "bad"),
 }
 
 

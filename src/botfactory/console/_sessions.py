@@ -1,5 +1,5 @@
 """Sessions: the list (live and recent, filtered), one session's conversation with each turn's waterfall, cancel,
-and a session's events as server-sent events (the chat page follows them)."""
+release from a quarantine, and a session's events as server-sent events (the chat page follows them)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from botfactory.console._core import PREFIX, ConsoleState, Viewer, form
-from botfactory.console._reads import steps_of_session
 from botfactory.console._waterfall import Waterfall, from_spans, from_steps, spans_by_turn
 from botfactory.errors import BotfactoryError, InvalidInputError, SessionNotFoundError
 from botfactory.runtime import SessionView
@@ -36,7 +35,7 @@ __all__ = ["TurnView", "load_turns", "safe_next", "session_id_of", "session_rout
 
 logger = logging.getLogger(__name__)
 
-STATES: Final = ("running", "waiting", "idle")
+STATES: Final = ("running", "waiting", "idle", "quarantined")
 _MAX_ID: Final = 256
 _LIST_LIMIT: Final = 100
 _SCAN_LIMIT: Final = 1000
@@ -93,7 +92,7 @@ async def load_turns(state: ConsoleState, view: SessionView, *, limit: int) -> t
     engine = state.platform.store.engine
     spans, steps, audits = await asyncio.gather(
         SpanStore(engine).for_session(session_id, since=since),
-        steps_of_session(state.platform.store, session_id, since=since),
+        state.platform.store.list_session_steps(session_id, since=since),
         AuditStore(engine).list(AuditQuery(session_id=session_id, since=since, limit=_AUDIT_ROWS)),
     )
     span_groups = spans_by_turn(spans)
@@ -164,7 +163,7 @@ def session_routes(state: ConsoleState) -> list[BaseRoute]:
             bots=[b.name for b in runtime.bots if viewer.allows(b.name)],
             states=STATES,
             filters={"bot": bot or "", "user": user or "", "status": status or "", "active": active},
-            live=any(s.state != "idle" for s in shown),
+            live=any(s.state in ("running", "waiting") for s in shown),
         )
 
     async def session(request: Request, viewer: Viewer) -> Response:
@@ -207,6 +206,21 @@ def session_routes(state: ConsoleState) -> list[BaseRoute]:
         target = safe_next((await form(request)).get("next"), f"{PREFIX}/sessions/{session_id}")
         return RedirectResponse(target, status_code=303)
 
+    async def release(request: Request, viewer: Viewer) -> Response:
+        session_id = session_id_of(request)
+        record = await runtime.store.get_session(session_id)
+        if not viewer.allows(record.bot):
+            raise SessionNotFoundError(f"no session {session_id!r}; pick one from the sessions list")
+        was_quarantined = await runtime.release_session(session_id)
+        logger.info(
+            "session_id=<%s>, by=<%s>, was_quarantined=<%s> | session released from the console",
+            session_id,
+            viewer.name,
+            was_quarantined,
+        )
+        target = safe_next((await form(request)).get("next"), f"{PREFIX}/sessions/{session_id}")
+        return RedirectResponse(target, status_code=303)
+
     async def events(request: Request, viewer: Viewer) -> Response:
         session_id = session_id_of(request)
         after_text = request.headers.get("last-event-id") or request.query_params.get("after", "0")
@@ -224,6 +238,7 @@ def session_routes(state: ConsoleState) -> list[BaseRoute]:
     return [
         Route(f"{PREFIX}/sessions", state.guard(sessions), methods=["GET"]),
         Route(PREFIX + "/sessions/{session_id:path}/cancel", state.guard(cancel), methods=["POST"]),
+        Route(PREFIX + "/sessions/{session_id:path}/release", state.guard(release), methods=["POST"]),
         Route(PREFIX + "/sessions/{session_id:path}/events", state.guard(events), methods=["GET"]),
         Route(PREFIX + "/sessions/{session_id:path}", state.guard(session), methods=["GET"]),
     ]

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from botfactory.console._alerts import alert_routes
 from botfactory.console._bots import bot_routes
 from botfactory.console._chat import chat_routes
 from botfactory.console._core import PREFIX, ConsolePlatform, ConsoleState, Viewer
@@ -71,6 +72,7 @@ def console_routes(
         *session_routes(state),
         *chat_routes(state),
         *operate_routes(state),
+        *alert_routes(state),
         *bot_routes(state),
         *cost_routes(state),
         Route(PREFIX + "/{rest:path}", state.guard(not_found), methods=["GET", "POST"]),

@@ -10,7 +10,9 @@ several platforms in one process (tests) each get their own OTLP exporter and sp
   endpoint is configured;
 - the span store (:class:`~botfactory.observability.span_sink.SpanStoreSink`) when ``tracing.store_spans``.
 
-Every span passes :func:`~botfactory.observability.redaction.redact_span` before any of these sinks sees it.
+Every span passes :func:`~botfactory.observability.redaction.redact_span` before it is stored or exported: the two
+sinks above redact on their own threads (the span store's conversion thread, the batch processor's thread), so the
+event loop that ends a span only hands it over; any other sink gets a copy the router redacted.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botfactory.config import TracingSettings
@@ -44,7 +47,7 @@ _ROUTER: SpanRouter | None = None
 
 
 class SpanRouter(SpanProcessor):
-    """Hands every finished span, redacted, to the sinks registered now (none: the span is dropped at once)."""
+    """Hands every finished span to the sinks registered now, to be redacted (none: the span is dropped at once)."""
 
     def __init__(self, redact: Callable[[ReadableSpan], ReadableSpan] = redact_span) -> None:
         self._redact = redact
@@ -71,19 +74,22 @@ class SpanRouter(SpanProcessor):
         """Sinks only look at finished spans."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Redact the span once and pass it to each sink; a failing sink never fails the code that ended it."""
+        """Pass the span to each sink, redacted; a failing sink never fails the code that ended it.
+
+        Sinks marked ``redacts`` (the span store, the OTLP exporter) get it as recorded and redact it on their own
+        thread, off the event loop; any other sink gets a copy redacted here, once.
+        """
         sinks = self._sinks
-        if not sinks:
-            return
-        try:
-            clean = self._redact(span)
-        except Exception:  # never export a span that could not be redacted
-            logger.warning("span=<%s> | redaction failed; span not exported", span.name, exc_info=True)
-            return
+        clean: ReadableSpan | None = None
         for sink in sinks:
             try:
+                if getattr(sink, "redacts", False):
+                    sink.on_end(span)
+                    continue
+                if clean is None:
+                    clean = self._redact(span)
                 sink.on_end(clean)
-            except Exception:
+            except Exception:  # a span that could not be redacted is not exported
                 logger.warning("sink=<%s> | span sink failed", type(sink).__name__, exc_info=True)
 
     def shutdown(self) -> None:
@@ -130,8 +136,38 @@ def otlp_processor(settings: TracingSettings) -> BatchSpanProcessor | None:
     endpoint = settings.otlp_endpoint.rstrip("/")
     if not endpoint.endswith("/v1/traces"):
         endpoint += "/v1/traces"
-    exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(settings.otlp_headers) or None, timeout=10)
-    return BatchSpanProcessor(exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512)
+    exporter = _RedactingExporter(
+        OTLPSpanExporter(endpoint=endpoint, headers=dict(settings.otlp_headers) or None, timeout=10)
+    )
+    return _RedactingBatch(exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512)
+
+
+class _RedactingExporter(SpanExporter):
+    """Redacts each batch before the wrapped exporter encodes it: on the batch processor's thread, not the loop."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        clean = []
+        for span in spans:
+            try:
+                clean.append(redact_span(span))
+            except Exception:  # never export a span that could not be redacted
+                logger.warning("span=<%s> | redaction failed; span not exported", span.name, exc_info=True)
+        return self._inner.export(clean) if clean else SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _RedactingBatch(BatchSpanProcessor):
+    """The SDK's batch processor over a :class:`_RedactingExporter`: the router passes it spans as recorded."""
+
+    redacts: Final = True
 
 
 class TracingExport:

@@ -8,6 +8,7 @@ when the turn runs in another process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -23,8 +24,13 @@ GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 _MAX_CARRIER_CHARS: Final = 1024
 
 
+@functools.cache
 def tracer(component: str) -> Tracer:
-    """The tracer of one botfactory component (``runtime``, ``agents``, ...), from the installed provider."""
+    """The tracer of one botfactory component (``runtime``, ``agents``, ...), from the installed provider.
+
+    Cached: before a provider is installed this is OpenTelemetry's proxy, which follows the provider once it is set
+    (the global provider is set at most once per process).
+    """
     return trace.get_tracer(f"botfactory.{component}")
 
 

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 """Returns the current time in UNIX epoch seconds; :func:`time.time` unless a test injects one."""
 
+# The most steps one list_session_steps call returns (100 turns of a busy bot use a few thousand).
+_MAX_SESSION_STEPS: Final = 20_000
 _ROLES: Final = frozenset(get_args(Role))
 _FINISHED: Final = frozenset(get_args(FinishedTurnStatus))
 # INSERT ... ON CONFLICT DO NOTHING is spelled the same on both, but lives in each dialect.
@@ -314,6 +316,31 @@ class Store:
         """The turn's recorded steps in position order."""
         query = sa.select(steps).where(steps.c.turn_id == turn_id).order_by(steps.c.position)
         async with self._read("listing steps") as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [step_from_row(row) for row in rows]
+
+    async def list_session_steps(
+        self, session_id: str, *, since: float | None = None, limit: int = _MAX_SESSION_STEPS
+    ) -> list[StepRecord]:
+        """Every recorded step of the session's turns, oldest turn first and by position within a turn, in one query.
+
+        Use it to show a whole session (every turn's waterfall) without a query per turn.
+
+        Args:
+            session_id: The session.
+            since: Only the steps of turns started at or after this time (epoch seconds).
+            limit: The most steps returned (at most 20,000).
+        """
+        query = (
+            sa.select(steps)
+            .join(turns, turns.c.id == steps.c.turn_id)
+            .where(turns.c.session_id == session_id)
+            .order_by(turns.c.started_at, steps.c.turn_id, steps.c.position)
+            .limit(max(1, min(limit, _MAX_SESSION_STEPS)))
+        )
+        if since is not None:
+            query = query.where(turns.c.started_at >= since)
+        async with self._read("listing a session's steps") as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [step_from_row(row) for row in rows]
 

@@ -278,6 +278,7 @@ audit_log = sa.Table(
     sa.Index(None, "at"),
     sa.Index(None, "tool", "at"),
     sa.Index(None, "principal", "at"),
+    sa.Index(None, "session_id", "at"),
 )
 
 rate_buckets = sa.Table(

@@ -133,8 +133,14 @@ class SpanStore:
         if not records:
             return
         async with writing(self._engine, "writing spans") as connection:
+            await connection.run_sync(self.insert_on, records)
+
+    @staticmethod
+    def insert_on(connection: sa.Connection, records: Sequence[SpanRecord]) -> None:
+        """Write spans on a synchronous connection, in its transaction."""
+        if records:
             statement = _insert_ignoring_duplicates(connection.dialect.name)
-            await connection.execute(statement, [r.to_dict() for r in records])
+            connection.execute(statement, [r.to_dict() for r in records])
 
     async def for_session(self, session_id: str, *, since: float | None = None) -> list[SpanRecord]:
         """The session's spans (those carrying its ``gen_ai.conversation.id``), oldest first."""

@@ -79,6 +79,20 @@ async def test_chat_then_the_session_page_shows_the_conversation_and_its_waterfa
     assert "Run the rotation command." in unescape(again.text)
 
 
+async def test_a_reply_bubble_holds_no_blank_lines_around_its_text(
+    platform: Platform, scripted: dict[str, ScriptedModel], operator: tuple[httpx.AsyncClient, str, str]
+) -> None:
+    # The bubble keeps the reply's line breaks (white-space: pre-wrap), so whitespace around the text would show
+    # as blank space above and below it.
+    client, _, _ = operator
+    scripted["large"].script = ["\n\nFirst line.\n\nSecond line.\n\n"]
+    await platform.runtime.invoke("ops", session_id="bubble-1", text="  hello  \n")
+    for path in ("/console/sessions/bubble-1", "/console/chat/ops?session=bubble-1"):
+        html = (await client.get(path)).text
+        assert '<div class="reply">First line.\n\nSecond line.</div>' in html, path
+        assert '<div class="reply">hello</div>' in html, path
+
+
 async def test_the_chat_form_works_without_javascript(
     platform: Platform, scripted: dict[str, ScriptedModel], operator: tuple[httpx.AsyncClient, str, str]
 ) -> None:

@@ -44,6 +44,27 @@ async def test_finished_spans_land_in_the_store_and_close_writes_the_rest(store:
     assert sink.written == 3 and sink.dropped == 0
 
 
+async def test_spans_are_stored_redacted_and_once_each(store: Store) -> None:
+    sink = SpanStoreSink(SpanStore(store.engine), flush_s=0.01)
+    sink.start()
+    leaky = _span(7, session="s7", started=NOW)
+    leaky = ReadableSpan(
+        name=leaky.name,
+        context=leaky.context,
+        attributes={**(leaky.attributes or {}), "botfactory.user": "grace@example.com"},
+        start_time=leaky.start_time,
+        end_time=leaky.end_time,
+    )
+    sink.on_end(leaky)
+    await sink.flush()
+    sink.on_end(leaky)  # exported twice (e.g. a retried batch): stored once
+    await sink.aclose()
+
+    rows = await SpanStore(store.engine).for_session("s7")
+    assert [r.name for r in rows] == ["span 7"]
+    assert rows[0].attributes["botfactory.user"] == "***"  # redacted by the sink, on its thread
+
+
 async def test_a_full_buffer_drops_new_spans_and_counts_them(store: Store) -> None:
     sink = SpanStoreSink(SpanStore(store.engine), max_queue=2)  # not started: nothing drains the buffer
     for span_id in (1, 2, 3, 4):

@@ -38,14 +38,14 @@ async def test_upgrade_is_idempotent_and_reports_the_revision(database_url: str)
     assert await asyncio.to_thread(upgrade, database_url) == head_revision()
     assert await asyncio.to_thread(upgrade, database_url) == head_revision()
 
-    assert await asyncio.to_thread(current_revision, database_url) == head_revision() == "0007"
+    assert await asyncio.to_thread(current_revision, database_url) == head_revision() == "0008"
     async with await Store.open(database_url, migrate=False) as store:
         await store.ensure_session("after-cli-upgrade", bot="helper")
         assert [s.id for s in await store.list_sessions()] == ["after-cli-upgrade"]
 
 
 async def test_open_without_migrate_refuses_an_unmigrated_database(database_url: str) -> None:
-    with pytest.raises(StoreError, match=r"schema is at revision none, this botfactory needs 0007.*db upgrade"):
+    with pytest.raises(StoreError, match=r"schema is at revision none, this botfactory needs 0008.*db upgrade"):
         await Store.open(database_url, migrate=False)
     assert await asyncio.to_thread(current_revision, database_url) is None
 
@@ -58,7 +58,7 @@ async def test_workers_starting_together_migrate_once(database_url: str) -> None
     finally:
         for store in stores:
             await store.close()
-    assert await asyncio.to_thread(current_revision, database_url) == "0007"
+    assert await asyncio.to_thread(current_revision, database_url) == "0008"
 
 
 async def test_database_from_a_newer_botfactory_is_refused(database_url: str) -> None:

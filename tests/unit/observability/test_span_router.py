@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from botfactory.config import TracingSettings
@@ -85,6 +88,33 @@ def test_the_otlp_exporter_posts_to_the_traces_path_of_the_configured_endpoint()
     assert processor is not None
     try:
         exporter = processor._batch_processor._exporter  # type: ignore[attr-defined]
-        assert exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
+        assert exporter._inner._endpoint == "http://127.0.0.1:4318/v1/traces"
+        # The router hands it spans as recorded; it redacts each batch on its own thread before encoding.
+        assert getattr(processor, "redacts", False) is True
+        exported: list[ReadableSpan] = []
+
+        class Keep(SpanExporter):
+            def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+                exported.extend(spans)
+                return SpanExportResult.SUCCESS
+
+        exporter._inner = Keep()
+        assert exporter.export([_span()]) == SpanExportResult.SUCCESS
+        attributes = exported[0].attributes or {}
+        assert "gen_ai.tool.call.arguments" not in attributes
+        assert attributes["botfactory.user"] == "***"
     finally:
         processor.shutdown()
+
+
+def test_sinks_that_redact_themselves_get_the_span_as_recorded_and_the_others_a_redacted_copy() -> None:
+    class SelfRedacting(Collecting):
+        redacts = True
+
+    router = SpanRouter()
+    raw, other = SelfRedacting(), Collecting()
+    router.add(raw)
+    router.add(other)
+    router.on_end(_span())
+    assert (raw.ended[0].attributes or {})["botfactory.user"] == "grace@example.com"  # redacted by the sink itself
+    assert (other.ended[0].attributes or {})["botfactory.user"] == "***"

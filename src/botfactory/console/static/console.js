@@ -36,7 +36,7 @@
     }
     const body = document.createElement("div");
     body.className = "reply";
-    body.textContent = text;
+    body.textContent = String(text).trim();  // a reply's leading or trailing blank lines would show (pre-wrap)
     div.appendChild(body);
     log.appendChild(div);
     log.scrollTop = log.scrollHeight;
