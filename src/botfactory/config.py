@@ -186,7 +186,7 @@ class GatewaySettings(BaseModel):
     principals, e.g. ``{support = ["slack:T1:U0ADMIN"]}``. API keys not limited to another bot and the CLI may always
     decide. Nobody approves their own request."""
     audit_retention_s: float = Field(default=90 * 86_400.0, gt=0)
-    """Audit rows are kept this long."""
+    """Audit rows are kept this long; older ones are deleted hourly by the process that runs the worker."""
     tool_search_threshold: int = Field(default=24, ge=1)
     """An agent granted more tools than this is shown a ``find_tools`` tool instead of all of them."""
 

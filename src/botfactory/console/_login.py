@@ -1,16 +1,18 @@
 """Logging in to the console with an API key (or an OpenID Connect token), and out again.
 
 A good credential earns an HttpOnly, SameSite=Strict cookie holding a signed token that names the principal and
-expires after ``[console] login_hours``. The credential itself is never stored. A login made with a key that is
-revoked later ends within ``auth_cache_s``.
+expires after ``[console] login_hours`` — or when the OpenID Connect token it was made with expires, if sooner. The
+credential itself is never stored. A login made with a key that is revoked later ends within ``auth_cache_s``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Final
 from urllib.parse import urlsplit
 
+import jwt
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -44,7 +46,10 @@ def login_routes(state: ConsoleState) -> list[BaseRoute]:
             target = safe_next(fields.get("next"), _HOME)
             credential = fields.get("credential", "").strip()
             if not credential:
-                raise UnauthenticatedError("paste an API key (bf_...) to log in")
+                what = (
+                    "an API key (bf_...) or an OpenID Connect token" if state.platform.oidc else "an API key (bf_...)"
+                )
+                raise UnauthenticatedError(f"paste {what} to log in")
             principal = await _verify(state, credential)
         except BotfactoryError as exc:
             logger.info(
@@ -52,6 +57,8 @@ def login_routes(state: ConsoleState) -> list[BaseRoute]:
             )
             return _form(state, safe_next(request.query_params.get("next"), _HOME), error=exc)
         ttl_s = state.platform.settings.console.login_hours * 3600.0
+        if principal.kind == "jwt":  # no longer than the token itself: the issuer decides how long it is good for
+            ttl_s = max(1.0, min(ttl_s, _token_expiry(credential) - state.clock()))
         token = issue_token(state.secret, principal, now=state.clock(), ttl_s=ttl_s)
         logger.info("kind=<%s>, key_id=<%s>, bot=<%s> | console login", principal.kind, principal.key_id, principal.bot)
         response = RedirectResponse(target, status_code=303)
@@ -99,6 +106,13 @@ async def _verify(state: ConsoleState, credential: str) -> Principal:
             raise UnauthenticatedError("OpenID Connect tokens are not enabled on this server; log in with an API key")
         return await oidc.verify(credential)
     return await state.platform.api_keys.authenticate(credential)
+
+
+def _token_expiry(token: str) -> float:
+    """The ``exp`` of a JWT already verified by the OIDC verifier (which requires it); infinity without one."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else math.inf
 
 
 def _check_origin(request: Request) -> None:

@@ -26,7 +26,7 @@ from botfactory.observability.redaction import (
     messages_json,
     redact_span,
 )
-from botfactory.observability.retention import SpanRetention
+from botfactory.observability.retention import AuditRetention, SpanRetention
 from botfactory.observability.span_sink import SpanStoreSink, span_record
 from botfactory.observability.tracing import (
     GEN_AI_CONVERSATION_ID,
@@ -43,6 +43,7 @@ __all__ = [
     "AlertEvaluator",
     "AlertNotifier",
     "AuditLog",
+    "AuditRetention",
     "Metrics",
     "Quarantine",
     "SafetyFlag",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -49,6 +50,16 @@ class TracingMiddleware:
             if name.lower() in _PROPAGATED
         }
         context = propagate.extract(carrier) if carrier else None
+        # Attached, not only the span's parent: the caller's baggage must stay current for what the request
+        # enqueues (the inbox stores ``propagate.inject`` of the current context) and for outbound calls.
+        token = otel_context.attach(context) if context is not None else None
+        try:
+            await self._serve(scope, receive, send, context)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, context: otel_context.Context | None) -> None:
         method = scope.get("method", "HTTP")
         with _TRACER.start_as_current_span(
             f"{method} {scope['path']}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 
 from botfactory.observability import GEN_AI_CONVERSATION_ID, context_from, record_span, tracer
@@ -40,14 +41,20 @@ def turn_span(claim: Claim, *, now: float) -> Iterator[Span]:
             context=parent,
             attributes={**attributes, "botfactory.message.id": first.message_id},
         )
-    with _TRACER.start_as_current_span(
-        f"turn {claim.bot}",
-        context=parent,
-        attributes={
-            **attributes,
-            "botfactory.turn.attempt": claim.turn.attempts,
-            "botfactory.turn.resumed": claim.resumed,
-            "botfactory.turn.messages": len(claim.inputs),
-        },
-    ) as span:
-        yield span
+    # Attached, not only the span's parent: the message's baggage stays current for the turn's outbound calls.
+    token = otel_context.attach(parent) if parent is not None else None
+    try:
+        with _TRACER.start_as_current_span(
+            f"turn {claim.bot}",
+            context=parent,
+            attributes={
+                **attributes,
+                "botfactory.turn.attempt": claim.turn.attempts,
+                "botfactory.turn.resumed": claim.resumed,
+                "botfactory.turn.messages": len(claim.inputs),
+            },
+        ) as span:
+            yield span
+    finally:
+        if token is not None:
+            otel_context.detach(token)

@@ -29,7 +29,7 @@ from botfactory.errors import ConfigError
 from botfactory.identity import ApiKeys, ClientCredentialsTokens, Credentials, OidcVerifier, Vault, load_master_key
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
-from botfactory.observability import Metrics, TracingExport, start_tracing
+from botfactory.observability import AuditRetention, Metrics, TracingExport, start_tracing
 from botfactory.runtime import Runtime, RuntimeStack, Worker, build_gateway, start_runtime, start_tool_sources
 from botfactory.store import ApiKeyStore, CostStore, KnowledgeStore, SecretStore, Store
 from botfactory.testing import GitHubStandIn, run_standin_server
@@ -113,6 +113,10 @@ class Platform:
             # Spans go to the span store and the OTLP collector from here until the store closes (flushed first).
             tracing = start_tracing(settings.tracing, store.engine, cleanup=role != "serve" and start_models)
             stack.push_async_callback(tracing.aclose)
+            if role != "serve" and start_models:  # the process that runs the worker keeps the audit log trimmed
+                audit_retention = AuditRetention(store.engine, retention_s=settings.gateway.audit_retention_s)
+                audit_retention.start()
+                stack.push_async_callback(audit_retention.aclose)
             knowledge, _ = await open_knowledge(store, embedder=embedder, seed_progress=ingest_progress)
             github_demo: GitHubStandIn | None = None
             if not settings.github_base_url:

@@ -174,8 +174,9 @@ async def test_stdio_crash_mid_call_fails_the_call_then_the_server_is_restarted_
         assert len(second) == 1 and second != first
 
         os.kill(second.pop(), signal.SIGKILL)  # dies while idle: the next call starts a new one first
-        for _ in range(250):  # the client reaps it once it reads the end of its output
-            if not child_pids() - before:
+        for _ in range(250):  # the client reaps it once it reads the end of its output, and marks the connection lost
+            connection = server._connection
+            if not child_pids() - before and (connection is None or connection.lost):
                 break
             await asyncio.sleep(0.02)
         assert await by_name(server)["add"].invoke({"a": 1, "b": 1}, CONTEXT) == {"sum": 2}

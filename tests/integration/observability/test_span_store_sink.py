@@ -3,11 +3,13 @@ path, a full buffer drops (and counts) instead of blocking, and spans past reten
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from botfactory.observability import SpanRetention, SpanStoreSink
-from botfactory.store import SpanStore, Store
+from botfactory.observability import AuditRetention, SpanRetention, SpanStoreSink
+from botfactory.store import AuditQuery, AuditRecord, AuditStore, SpanStore, Store, new_id
 
 DAY = 86_400.0
 NOW = 1_700_000_000.0
@@ -87,3 +89,40 @@ async def test_the_retention_job_deletes_spans_older_than_the_retention_period(s
     assert [r.name for r in await SpanStore(store.engine).for_session("old")] == ["span 2"]
     assert [r.name for r in await SpanStore(store.engine).for_session("new")] == ["span 3"]
     assert retention.purged == 1
+
+
+async def test_the_audit_retention_job_deletes_rows_older_than_audit_retention(store: Store) -> None:
+    def row(at: float) -> AuditRecord:
+        return AuditRecord(
+            id=new_id(),
+            at=at,
+            principal="slack:T1:U1",
+            bot="support",
+            agent_path="support",
+            tool="search_docs",
+            arguments={},
+            decision="allow",
+            reasons=(),
+            approval=None,
+            outcome="ok",
+            error=None,
+            duration_ms=1.0,
+            session_id="s1",
+            turn_id="t1",
+            position=1,
+            trace_id=None,
+        )
+
+    audit = AuditStore(store.engine)
+    await audit.insert([row(NOW - 91 * DAY), row(NOW - 89 * DAY), row(NOW)])
+    job = AuditRetention(store.engine, retention_s=90 * DAY, interval_s=3600, clock=lambda: NOW)
+    job.start()  # purges at once, then hourly
+    for _ in range(200):
+        if job.purged:
+            break
+        await asyncio.sleep(0.01)
+    await job.aclose()
+
+    assert job.purged == 1
+    kept = await audit.list(AuditQuery(session_id="s1"))
+    assert sorted(r.at for r in kept) == [NOW - 89 * DAY, NOW]

@@ -162,7 +162,10 @@ async def test_a_resumed_turn_reuses_its_placeholder_and_posts_none_again(
         await crashing.wait_posts(1, text=DEFAULT_SLACK_THINKING)
         assert crashing.platform.worker is not None
         await crashing.platform.worker.abort()  # a crash mid-turn: the lease is left to expire
-        async with slack_rig(tmp_path, embedder, seeded_database, standin, url, role="worker", **fast_leases) as other:
+        # Only the crashed worker's short lease is under test: the resuming one holds a long lease, so a pause on a
+        # loaded machine cannot let it lapse mid-turn and count a second resume.
+        resuming = {**fast_leases, "runtime": {"lease_s": 10, "heartbeat_s": 1}}
+        async with slack_rig(tmp_path, embedder, seeded_database, standin, url, role="worker", **resuming) as other:
             await other.wait_posts(1, text="echo: hello", within=15)
             assert other.platform.worker is not None and other.platform.worker.stats.resumed == 1
         await asyncio.sleep(0.2)
