@@ -113,6 +113,8 @@ async def _serve_http(settings: Settings, role: Role, stopper: Stopper) -> None:
             )
             _github_note(platform)
             _say("Talk to a bot: botfactory chat support    Stop: Ctrl-C")
+        if settings.console.enabled:
+            _say(f"Console: {url}/console/" + ("  (log in with an API key)" if role == "serve" else ""))
         if contract is not None:
             _say(f"AgentCore contract also at http://{settings.host}:{settings.agentcore_port}/invocations")
         if not stopper.requested.is_set():

@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any, Final
 
 import click
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -60,7 +60,7 @@ def traces_list(session_id: str | None, limit: int, as_json: bool) -> None:
     if not found:
         console.print("no stored traces match (is [tracing] store_spans on?)")
         return
-    table = Table("trace id", "started", "root", "spans", "ms")
+    table = Table(Column("trace id", no_wrap=True, min_width=32), "started (UTC)", "root", "spans", "ms")
     for summary in found:
         duration = summary.to_dict()["duration_ms"]
         table.add_row(

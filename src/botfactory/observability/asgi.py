@@ -34,14 +34,31 @@ class TracingMiddleware:
     Args:
         app: The application to wrap.
         excluded_paths: Paths served without a span (health checks).
+        untraced_reads: Path prefixes whose ``GET`` and ``HEAD`` requests get no span (the console's pages and
+            static files: looking at traces should not make more of them); their other methods are traced.
     """
 
-    def __init__(self, app: ASGIApp, *, excluded_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        excluded_paths: frozenset[str] = frozenset(),
+        untraced_reads: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.excluded_paths = excluded_paths
+        self.untraced_reads = untraced_reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.excluded_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.excluded_paths
+            or (
+                self.untraced_reads
+                and scope.get("method") in ("GET", "HEAD")
+                and scope["path"].startswith(self.untraced_reads)
+            )
+        ):
             await self.app(scope, receive, send)
             return
         carrier = {

@@ -26,6 +26,7 @@ from botfactory.channels import (
     openai_routes,
     slack_routes,
 )
+from botfactory.console import PREFIX as CONSOLE_PREFIX
 from botfactory.console import console_routes
 from botfactory.errors import BotfactoryError
 from botfactory.observability import TracingMiddleware
@@ -103,7 +104,11 @@ def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: 
         middleware=[
             # Outermost: every request is a span continuing the caller's traceparent; channels store that context
             # with the inbox message, and the turn continues it (see botfactory.observability).
-            Middleware(TracingMiddleware, excluded_paths=frozenset({"/healthz", "/metrics"})),
+            Middleware(
+                TracingMiddleware,
+                excluded_paths=frozenset({"/healthz", "/metrics", "/"}),
+                untraced_reads=(CONSOLE_PREFIX + "/",),
+            ),
             Middleware(AuthMiddleware, keys=platform.api_keys, mode=auth, oidc=platform.oidc),
         ],
     )

@@ -120,3 +120,15 @@ async def test_a_malformed_traceparent_starts_a_new_trace_instead_of_failing(
 
     turn = _by_name(spans)["turn seats"][0]
     assert turn.context.trace_id != 0 and turn.parent is not None
+
+
+async def test_reading_the_console_makes_no_spans_but_health_and_api_reads_do_as_before(
+    traced: Platform, spans: Any
+) -> None:
+    async with serving(traced) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        for path in ("/", "/console/sessions", "/console/static/console.css", "/healthz"):
+            assert (await http.get(path)).status_code in (200, 303)
+        assert (await http.get("/v1/sessions")).status_code == 200
+
+    names = [span.name for span in spans.get_finished_spans()]
+    assert names == ["GET /v1/sessions"]  # looking at traces does not make more of them
