@@ -164,6 +164,13 @@ class RateLimitSettings(BaseModel):
     per_user: RateLimitConfig | None = None
     """Every user's own bucket, all their tool calls together."""
 
+    @property
+    def longest_refill_s(self) -> float:
+        """The longest any configured bucket takes to refill from empty (0 without limits): a bucket idle that long
+        is full, the same as one that was never written."""
+        configs = [*self.tools.values(), *self.bots.values(), *([self.per_user] if self.per_user else [])]
+        return max((c.capacity / (c.per_minute / 60.0) for c in configs), default=0.0)
+
 
 class GatewaySettings(BaseModel):
     """The tool gateway (``[gateway]`` in botfactory.toml): policies, timeouts, rate limits, approvals."""

@@ -26,7 +26,7 @@ from botfactory.observability.redaction import (
     messages_json,
     redact_span,
 )
-from botfactory.observability.retention import AuditRetention, SpanRetention
+from botfactory.observability.retention import AuditRetention, BucketRetention, SpanRetention
 from botfactory.observability.span_sink import SpanStoreSink, span_record
 from botfactory.observability.tracing import (
     GEN_AI_CONVERSATION_ID,
@@ -44,6 +44,7 @@ __all__ = [
     "AlertNotifier",
     "AuditLog",
     "AuditRetention",
+    "BucketRetention",
     "Metrics",
     "Quarantine",
     "SafetyFlag",

@@ -1,5 +1,5 @@
 """Cleanup jobs: stored spans older than ``tracing.retention_days``, audit rows older than
-``gateway.audit_retention_s``.
+``gateway.audit_retention_s``, rate-limit buckets idle for a day or more (no limit changes: an idle bucket is full).
 
 They run in the process that runs the worker (``botfactory up`` or ``botfactory worker``), once at start and then
 every ``interval_s`` (an hour by default). Several workers on one database each run them; a purge is one ``DELETE``
@@ -17,9 +17,9 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botfactory.errors import BotfactoryError
-from botfactory.store import AuditStore, SpanStore
+from botfactory.store import AuditStore, RateBucketStore, SpanStore
 
-__all__ = ["AuditRetention", "SpanRetention"]
+__all__ = ["AuditRetention", "BucketRetention", "SpanRetention"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +123,37 @@ class AuditRetention(_PeriodicPurge):
 
     async def _purge(self) -> int:
         return await self.audit.purge(older_than_s=self.retention_s)
+
+
+class BucketRetention(_PeriodicPurge):
+    """Deletes rate-limit buckets idle longer than ``idle_s``, periodically (the table gains a row per user).
+
+    Args:
+        engine: The store's engine (schema 0005 or later).
+        idle_s: Buckets not taken from for this long are deleted; at least the longest refill time of any configured
+            limit (:attr:`RateLimitSettings.longest_refill_s`), so no limit changes.
+        interval_s: Time between two purges.
+        clock: Epoch seconds; tests inject one.
+    """
+
+    what = "idle rate-limit buckets"
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        idle_s: float,
+        interval_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(interval_s=interval_s)
+        self.buckets = RateBucketStore(engine, clock=clock)
+        self.idle_s = idle_s
+
+    async def _purge(self) -> int:
+        return await self.buckets.purge_idle(idle_s=self.idle_s)
+
+    async def aclose(self) -> None:
+        """Stop the job and close its connection."""
+        await super().aclose()
+        await self.buckets.close()

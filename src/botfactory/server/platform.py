@@ -29,7 +29,7 @@ from botfactory.errors import ConfigError
 from botfactory.identity import ApiKeys, ClientCredentialsTokens, Credentials, OidcVerifier, Vault, load_master_key
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
-from botfactory.observability import AuditRetention, Metrics, TracingExport, start_tracing
+from botfactory.observability import AuditRetention, BucketRetention, Metrics, TracingExport, start_tracing
 from botfactory.runtime import Runtime, RuntimeStack, Worker, build_gateway, start_runtime, start_tool_sources
 from botfactory.store import ApiKeyStore, CostStore, KnowledgeStore, SecretStore, Store
 from botfactory.testing import GitHubStandIn, run_standin_server
@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_KB", "Platform", "open_knowledge"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_KB = "default"
+_DAY_S = 86_400.0
 DEMO_GITHUB_TOKEN = "demo-token"
 
 IngestProgress = Callable[[int, int], None]
@@ -117,6 +118,12 @@ class Platform:
                 audit_retention = AuditRetention(store.engine, retention_s=settings.gateway.audit_retention_s)
                 audit_retention.start()
                 stack.push_async_callback(audit_retention.aclose)
+                limits = settings.gateway.rate_limits
+                if limits.longest_refill_s and not settings.gateway.redis_url:  # Redis expires its own keys
+                    idle_s = max(_DAY_S, 2 * limits.longest_refill_s)
+                    bucket_retention = BucketRetention(store.engine, idle_s=idle_s)
+                    bucket_retention.start()
+                    stack.push_async_callback(bucket_retention.aclose)
             knowledge, _ = await open_knowledge(store, embedder=embedder, seed_progress=ingest_progress)
             github_demo: GitHubStandIn | None = None
             if not settings.github_base_url:

@@ -104,6 +104,26 @@ class RateBucketStore:
         now = self._clock()
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._take, specs, now)
 
+    async def purge_idle(self, *, idle_s: float) -> int:
+        """Delete buckets nobody took from for ``idle_s`` seconds; how many were deleted.
+
+        A bucket idle longer than it takes to refill is full, exactly as a bucket that does not exist yet, so with
+        ``idle_s`` at least the longest refill time this changes no limit, only the table's size.
+        """
+        cutoff = self._clock() - idle_s
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._purge, cutoff)
+
+    def _purge(self, cutoff: float) -> int:
+        connection = self._connection()
+        try:
+            with connection.begin():
+                deleted = connection.execute(sa.delete(rate_buckets).where(rate_buckets.c.updated_at < cutoff))
+        except sa.exc.DBAPIError as exc:
+            self._local.connection = None
+            connection.invalidate()
+            raise database_error(exc, self._url, doing="purging idle rate-limit buckets") from exc
+        return int(deleted.rowcount)
+
     async def close(self) -> None:
         """Close the thread's connection and stop the thread."""
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)

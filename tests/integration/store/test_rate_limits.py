@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
+from botfactory.config import RateLimitConfig, RateLimitSettings
 from botfactory.gateway import Bucket, StoreRateLimiter
+from botfactory.observability import BucketRetention
 from botfactory.store import BucketSpec, RateBucketStore, Store
 from botfactory.store.schema import rate_buckets
 
@@ -152,3 +154,57 @@ async def test_no_buckets_touch_nothing(workers: tuple[Store, Store], opened: Ca
 
     assert await opened(RateBucketStore(first.engine)).take([]) == 0.0
     assert await tokens(first) == {}
+
+
+async def test_idle_buckets_are_purged_and_a_purged_bucket_is_full_again(
+    workers: tuple[Store, Store], manual_clock: ManualClock, opened: Callable[[Any], Any]
+) -> None:
+    first, _ = workers
+    buckets = opened(RateBucketStore(first.engine, clock=manual_clock))
+    slow = BucketSpec(key="tool:slow", per_second=1 / 60, capacity=2.0)  # empty to full: 120 s
+    busy = BucketSpec(key="tool:busy", per_second=1.0, capacity=5.0)
+    assert await buckets.take([slow]) == 0.0
+    assert await buckets.take([slow]) == 0.0
+    manual_clock.now += 100
+    assert await buckets.take([busy]) == 0.0
+
+    assert await buckets.purge_idle(idle_s=120) == 0  # slow was taken from 100 s ago: kept
+    manual_clock.now += 30
+    assert await buckets.purge_idle(idle_s=120) == 1
+    assert set(await tokens(first)) == {"tool:busy"}
+    # Idle past its refill time it was full anyway: gone, it grants its whole burst again.
+    assert await buckets.take([slow]) == 0.0
+    assert await buckets.take([slow]) == 0.0
+    assert await buckets.take([slow]) > 0
+
+
+async def test_the_bucket_retention_job_keeps_the_table_to_active_buckets(
+    workers: tuple[Store, Store], manual_clock: ManualClock
+) -> None:
+    first, _ = workers
+    buckets = RateBucketStore(first.engine, clock=manual_clock)
+    try:
+        await buckets.take([BucketSpec(key="user:slack:T1:U1", per_second=1.0, capacity=5.0)])
+    finally:
+        await buckets.close()
+    manual_clock.now += 2 * 86_400
+    job = BucketRetention(first.engine, idle_s=86_400, clock=manual_clock)
+    job.start()  # purges at once, then hourly
+    try:
+        for _ in range(200):
+            if job.purged:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await job.aclose()
+    assert job.purged == 1
+    assert await tokens(first) == {}
+
+
+def test_the_longest_refill_time_of_the_configured_limits() -> None:
+    limits = RateLimitSettings(
+        tools={"github.grant": RateLimitConfig(per_minute=2, burst=10)},  # 10 tokens at 2 a minute: 300 s
+        per_user=RateLimitConfig(per_minute=60),  # 60 tokens at 60 a minute: 60 s
+    )
+    assert limits.longest_refill_s == pytest.approx(300.0)
+    assert RateLimitSettings().longest_refill_s == 0.0
