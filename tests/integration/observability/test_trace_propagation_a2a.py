@@ -9,14 +9,13 @@ continues the caller's trace, so one trace covers both bots.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 import pytest
+from propagation_helpers import FlatEmbedder, HeaderRecorder
 
 from botfactory.agents import Agent, Bot
 from botfactory.config import Settings
@@ -28,30 +27,6 @@ pytest.importorskip("a2a.client", reason="the a2a extra is not installed")
 pytest.importorskip("sse_starlette", reason="the a2a extra is not installed")
 
 pytestmark = pytest.mark.integration
-
-
-class FlatEmbedder:
-    """One vector for every text: the platform seeds its knowledge base instantly and nothing here searches it."""
-
-    dimensions = 8
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-        vectors[:, 0] = 1.0
-        return vectors
-
-
-class A2AHeaderRecorder:
-    """ASGI middleware that records the headers of every A2A call (``POST /a2a/...``) before the app sees them."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.calls: list[dict[str, str]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/a2a/"):
-            self.calls.append({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture
@@ -76,16 +51,18 @@ async def platform(tmp_path: Path, scripted: dict[str, ScriptedModel]) -> AsyncI
 
 
 @pytest.fixture
-async def served(platform: Platform) -> AsyncIterator[tuple[A2AHeaderRecorder, str, str]]:
+async def served(platform: Platform) -> AsyncIterator[tuple[HeaderRecorder, str, str]]:
     """The platform served as `botfactory serve` does, behind the recorder: ``(recorder, base URL, API key)``."""
     key = (await platform.api_keys.create(bot=None)).secret
-    recorder = A2AHeaderRecorder(create_app(platform, auth="keys"))
+    recorder = HeaderRecorder(
+        create_app(platform, auth="keys"), lambda method, path: method == "POST" and path.startswith("/a2a/")
+    )
     async with serve_app(recorder) as base_url:
         yield recorder, base_url, key
 
 
 @pytest.fixture
-async def front(platform: Platform, served: tuple[A2AHeaderRecorder, str, str]) -> AsyncIterator[A2AAgents]:
+async def front(platform: Platform, served: tuple[HeaderRecorder, str, str]) -> AsyncIterator[A2AAgents]:
     """Bot ``front``, whose one tool is bot ``remote`` reached over A2A."""
     _, base_url, key = served
     peers = A2AAgents("peers", url=f"{base_url}/a2a/remote", headers={"X-Api-Key": key}, timeout_s=30)
@@ -122,7 +99,7 @@ def _traceparent(headers: dict[str, str]) -> tuple[str, str]:
 async def test_the_remote_agent_gets_the_turns_trace_and_continues_it(
     platform: Platform,
     front: A2AAgents,
-    served: tuple[A2AHeaderRecorder, str, str],
+    served: tuple[HeaderRecorder, str, str],
     scripted: dict[str, Any],
     spans: Any,
 ) -> None:
@@ -146,7 +123,7 @@ async def test_the_remote_agent_gets_the_turns_trace_and_continues_it(
 async def test_the_callers_baggage_reaches_the_remote_agent(
     platform: Platform,
     front: A2AAgents,
-    served: tuple[A2AHeaderRecorder, str, str],
+    served: tuple[HeaderRecorder, str, str],
     scripted: dict[str, Any],
     spans: Any,
 ) -> None:

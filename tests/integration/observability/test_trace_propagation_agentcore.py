@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 import pytest
+from propagation_helpers import FlatEmbedder, HeaderRecorder
 
 from botfactory.agents import Bot, ContractAgent
 from botfactory.config import Settings
@@ -29,30 +28,6 @@ pytest.importorskip("bedrock_agentcore", reason="the agentcore extra is not inst
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 
 pytestmark = pytest.mark.integration
-
-
-class FlatEmbedder:
-    """One vector for every text: the platform seeds its knowledge base instantly and nothing here searches it."""
-
-    dimensions = 8
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-        vectors[:, 0] = 1.0
-        return vectors
-
-
-class HeaderRecorder:
-    """ASGI middleware that records the headers of every ``POST /invocations`` before the app sees them."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.calls: list[dict[str, str]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/invocations":
-            self.calls.append({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
-        await self.app(scope, receive, send)
 
 
 def contract_app() -> BedrockAgentCoreApp:
@@ -69,7 +44,7 @@ def contract_app() -> BedrockAgentCoreApp:
 @pytest.fixture
 async def app() -> AsyncIterator[tuple[HeaderRecorder, str]]:
     """The agent app on a free loopback port: ``(recorder, base URL)``."""
-    recorder = HeaderRecorder(contract_app())
+    recorder = HeaderRecorder(contract_app(), lambda method, path: path == "/invocations")
     async with serve_app(recorder) as base_url:
         yield recorder, base_url
 
