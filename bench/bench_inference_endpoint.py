@@ -7,8 +7,9 @@ prompt cache on) is sent with one ``httpx`` client, interleaved and alternating 
 
 - direct: ``POST {llama}/v1/chat/completions``
 - botfactory: ``POST {botfactory}/v1/inference/chat/completions`` (platform-level: no bot, no store access)
-- bare proxy: a bare Starlette route on uvicorn forwarding the body to llama.cpp with ``httpx`` and the answer
-  back: the floor of any Python proxy hop on this machine, for comparison
+- bare proxy: a bare Starlette route on uvicorn forwarding the body to llama.cpp with aiohttp (the client
+  botfactory's model provider uses) and the answer back: the floor of a Python proxy hop on this machine
+- bare proxy (httpx): the same route forwarding with ``httpx``, the client botfactory used before (for comparison)
 - metered (``--metered``): the same with ``X-Botfactory-Bot: support``: kill switches and budgets checked, usage
   counted in the store (SQLite)
 
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import uvicorn
 from starlette.applications import Starlette
@@ -70,8 +72,19 @@ async def timed(client: httpx.AsyncClient, url: str, body: dict[str, Any], heade
     return elapsed
 
 
-def bare_proxy(upstream: str, client: httpx.AsyncClient) -> Starlette:
-    """A route that forwards the body to ``upstream`` and returns its answer, and nothing else."""
+def bare_proxy(upstream: str, client: aiohttp.ClientSession) -> Starlette:
+    """A route that forwards the body to ``upstream`` with aiohttp and returns its answer, and nothing else."""
+
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        async with client.post(upstream, data=body, headers={"content-type": "application/json"}) as answer:
+            return Response(await answer.read(), status_code=answer.status, media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/chat/completions", forward, methods=["POST"])])
+
+
+def bare_httpx_proxy(upstream: str, client: httpx.AsyncClient) -> Starlette:
+    """The same route forwarding with ``httpx``."""
 
     async def forward(request: Request) -> Response:
         answer = await client.post(upstream, content=await request.body(), headers={"content-type": "application/json"})
@@ -108,12 +121,14 @@ async def main(argv: list[str]) -> int:
     settings = Settings.load(home=Path(home.name))
     inference = Inference({"small": llama.chat_model(args.model, max_retries=0)})
     platform = await Platform.start(settings, inference=inference, role="serve")
-    proxy_client = httpx.AsyncClient(timeout=60, trust_env=False)
+    proxy_client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    httpx_proxy_client = httpx.AsyncClient(timeout=60, trust_env=False)
     servers = [
         await start_server(create_app(platform)),
         await start_server(bare_proxy(f"{llama.base_url}/chat/completions", proxy_client)),
+        await start_server(bare_httpx_proxy(f"{llama.base_url}/chat/completions", httpx_proxy_client)),
     ]
-    port, proxy_port = servers[0][2], servers[1][2]
+    port, proxy_port, httpx_proxy_port = (server[2] for server in servers)
     try:
         body = {"messages": PROMPT, "max_tokens": 1, "temperature": 0}
         direct_body = {**body, "model": args.model, "cache_prompt": True}
@@ -122,6 +137,7 @@ async def main(argv: list[str]) -> int:
             ("direct", f"{llama.base_url}/chat/completions", direct_body, {}),
             ("botfactory", f"http://127.0.0.1:{port}/v1/inference/chat/completions", {**body, "model": "small"}, {}),
             ("bare proxy", f"http://127.0.0.1:{proxy_port}/v1/chat/completions", direct_body, {}),
+            ("bare (httpx)", f"http://127.0.0.1:{httpx_proxy_port}/v1/chat/completions", direct_body, {}),
         ]
         if args.metered:
             paths.append((paths[1][0] + "+bot", paths[1][1], paths[1][2], {"X-Botfactory-Bot": "support"}))
@@ -137,7 +153,8 @@ async def main(argv: list[str]) -> int:
         for server, task, _ in servers:
             server.should_exit = True
             await asyncio.wait_for(task, timeout=10)
-        await proxy_client.aclose()
+        await proxy_client.close()
+        await httpx_proxy_client.aclose()
         await platform.aclose()
         await inference.aclose()
         await llama.stop()

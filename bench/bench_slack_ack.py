@@ -7,7 +7,10 @@ server's machine), so turns and replies compete with the acks for the CPU as the
 ``event_id`` and ``ts``), signed like Slack signs it. Latency counts from each request's scheduled send time.
 Baseline, same run: the bare Starlette endpoint of ``bench_http_messages.py`` at the same rate.
 
-    python bench/bench_slack_ack.py [--rate 200] [--seconds 30]
+``--topology serve+worker`` runs the acks and the turns in two processes sharing one SQLite database, as
+``botfactory serve`` and ``botfactory worker`` do in production (``up``, the default topology here, is one process).
+
+    python bench/bench_slack_ack.py [--rate 200] [--seconds 30] [--topology up|serve+worker]
 """
 
 from __future__ import annotations
@@ -69,20 +72,25 @@ def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
 
 
 def measure(kind: str, home: Path, rate: float, seconds: float, *extra: str) -> Results:
+    worker = start("slack-worker", home, *extra)[0] if kind == "slack-serve" else None
     process, port, _ = start(kind, home, *extra)
-    make = signed_message if kind == "slack" else bare_message
+    make = signed_message if kind.startswith("slack") else bare_message
     try:
         return asyncio.run(open_loop(port, make, rate=rate, duration_s=seconds))
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        for child in (process, worker):
+            if child is not None:
+                child.terminate()
+                child.wait(timeout=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--topology", choices=["up", "serve+worker"], default="up")
     arguments = parser.parse_args()
+    kind = "slack" if arguments.topology == "up" else "slack-serve"
     slack_port = free_port()
     standin = subprocess.Popen(
         [
@@ -101,7 +109,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bare = measure("bare", Path(tmp), arguments.rate, arguments.seconds)
             slack_url = f"http://127.0.0.1:{slack_port}"
-            slack = measure("slack", Path(tmp), arguments.rate, arguments.seconds, "--slack-url", slack_url)
+            slack = measure(kind, Path(tmp), arguments.rate, arguments.seconds, "--slack-url", slack_url)
     finally:
         standin.terminate()
         standin.wait(timeout=30)

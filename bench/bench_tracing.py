@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -87,10 +88,16 @@ async def child(
             settings, store=store, engine=engine, bots=bots, run_worker=True, listen=False, concurrency=concurrency
         )
         assert stack.worker is not None
+        # As a worker process runs: span rows on the span store's own connection. BENCH_SPANS_THROUGH_WRITER=1
+        # sends them through the runtime's writer instead, as processes that ack requests (up, serve) do.
+        if export.store_sink is not None and os.environ.get("BENCH_SPANS_THROUGH_WRITER"):
+            export.store_sink.write_through(stack.queue.writer)
         started = time.perf_counter()
         while stack.worker.stats.turns_finished < messages:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
+        if export.store_sink is not None:
+            export.store_sink.write_through(None)
         await stack.aclose(grace_s=0)
         flushed_at = time.perf_counter()
         await export.aclose()

@@ -107,6 +107,10 @@ class RuntimeSettings(BaseModel):
 
     concurrency: int = Field(default=32, ge=1, le=4096)
     """Turns one worker process runs at once."""
+    ingress_max_lag_ms: float = Field(default=20.0, ge=0)
+    """``botfactory up`` only (worker and channels in one process): while the event loop wakes later than this,
+    the worker runs fewer turns at once, so acknowledging new messages is not delayed by earlier ones'
+    turns. 0 turns it off."""
     lease_s: float = Field(default=30.0, gt=0)
     """How long a claim on a session lasts without a heartbeat; a dead worker's session moves on after this."""
     heartbeat_s: float = Field(default=1.0, gt=0)

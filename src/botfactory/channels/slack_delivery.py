@@ -1,7 +1,8 @@
 """Replies to Slack: posted in their thread with each app's own token, over a "thinking…" placeholder.
 
 One :class:`SlackDeliverer` serves every app: the inbox message's ``reply_to`` names the app, and the reply goes
-out with that app's ``WebClient`` (``slack_sdk``, synchronous, so it runs on a thread). When the app has a
+out with that app's ``AsyncWebClient`` (``slack_sdk``'s asyncio client, over one aiohttp session with keep-alive
+connections: the calls run on the event loop, not on threads contending with the acks for the GIL). When the app has a
 ``thinking_text``, the worker asks for a placeholder as a turn starts; its ``ts`` is kept in ``reply_to`` so the
 reply replaces it with ``chat.update`` (one message in the thread) and a resumed turn posts no second one. A turn
 that ends without a reply (stale, cancelled, dead-lettered) deletes its placeholder.
@@ -9,7 +10,6 @@ that ends without a reply (stale, cancelled, dead-lettered) deletes its placehol
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,7 +26,8 @@ from botfactory.runtime import DeliveryError, Runtime
 from botfactory.store import ApprovalRecord, InboxItem, OutboxRecord
 
 if TYPE_CHECKING:
-    from slack_sdk import WebClient
+    import aiohttp
+    from slack_sdk.web.async_client import AsyncWebClient
 
 __all__ = ["SLACK_CHANNEL", "SlackDeliverer", "approval_click_handler"]
 
@@ -43,22 +44,42 @@ class SlackDeliverer:
 
     def __init__(self, apps: SlackApps) -> None:
         try:
-            from slack_sdk import WebClient
+            import slack_sdk.web.async_client  # noqa: F401 - fail here, at start, when the extra is missing
         except ModuleNotFoundError:
             raise MissingExtraError("slack", "the Slack channel") from None
         self._apps = apps
-        self._clients: dict[str, WebClient] = {
-            app.name: WebClient(token=app.bot_token, base_url=app.api_url, timeout=_TIMEOUT_S) for app in apps
-        }
+        self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[str, AsyncWebClient] = {}
 
-    def _target(self, reply_to: dict[str, Any] | None) -> tuple[SlackApp, WebClient, dict[str, Any]]:
+    async def aclose(self) -> None:
+        """Close the HTTP connections to Slack (the deliverer opens new ones if used again)."""
+        session, self._session = self._session, None
+        self._clients.clear()
+        if session is not None:
+            await session.close()
+
+    def _client(self, app: SlackApp) -> AsyncWebClient:
+        client = self._clients.get(app.name)
+        if client is None:
+            import aiohttp
+            from slack_sdk.web.async_client import AsyncWebClient
+
+            if self._session is None:  # opened in the event loop that delivers, on first use
+                self._session = aiohttp.ClientSession()
+            client = AsyncWebClient(
+                token=app.bot_token, base_url=app.api_url, timeout=_TIMEOUT_S, session=self._session
+            )
+            self._clients[app.name] = client
+        return client
+
+    def _target(self, reply_to: dict[str, Any] | None) -> tuple[SlackApp, AsyncWebClient, dict[str, Any]]:
         target = reply_to or {}
         app = self._apps.get(target.get("app"))
         if app is None:
             raise DeliveryError(f"no Slack app {target.get('app')!r} is configured any more", permanent=True)
         if not target.get("channel"):
             raise DeliveryError("the reply has no Slack channel to go to", permanent=True)
-        return app, self._clients[app.name], target
+        return app, self._client(app), target
 
     async def deliver(self, reply: OutboxRecord) -> None:
         """Post ``reply`` in its thread, replacing the turn's placeholder when there is one.
@@ -160,7 +181,7 @@ class SlackDeliverer:
         """
         for app in self._apps:
             try:
-                response = await _call(self._clients[app.name].auth_test)
+                response = await _call(self._client(app).auth_test)
             except DeliveryError as exc:
                 logger.warning("app=<%s>, error=<%s> | auth.test failed; relying on bot_id", app.name, exc.message)
                 continue
@@ -170,15 +191,16 @@ class SlackDeliverer:
 
 
 async def _call(method: Any, **arguments: Any) -> dict[str, Any]:
-    """Call a ``WebClient`` method on a thread; Slack's refusals and transport errors become :class:`DeliveryError`.
+    """Call an ``AsyncWebClient`` method; Slack's refusals and transport errors become :class:`DeliveryError`.
 
     Raises:
         DeliveryError: permanent for errors a retry cannot fix; ``retry_after_s`` set on a 429.
     """
+    import aiohttp
     from slack_sdk.errors import SlackApiError, SlackRequestError
 
     try:
-        response = await asyncio.to_thread(method, **arguments)
+        response = await method(**arguments)
     except SlackApiError as exc:
         status = exc.response.status_code
         retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
@@ -188,8 +210,8 @@ async def _call(method: Any, **arguments: Any) -> dict[str, Any]:
                 "Slack rate-limited the call", retry_after_s=float(retry_after) if retry_after else None
             ) from None
         raise DeliveryError(f"Slack refused the call: {error or status}", permanent=error in _PERMANENT) from None
-    except (SlackRequestError, OSError) as exc:
-        raise DeliveryError(f"Slack could not be reached: {exc}") from None
+    except (SlackRequestError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise DeliveryError(f"Slack could not be reached: {exc or type(exc).__name__}") from None
     data = response.data
     return data if isinstance(data, dict) else {}
 

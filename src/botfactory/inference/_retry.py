@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from botfactory.errors import ModelResponseError, ModelUnavailableError
+from botfactory.inference._http import HttpAnswer, TransientHttpError, UnreachableHttpError
 
 __all__ = ["RetryPolicy", "redact_url", "send_with_retries"]
 
@@ -24,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
-_RETRYABLE_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _MAX_ERROR_CHARS = 300
 
 
@@ -71,12 +71,12 @@ def redact_url(url: str | httpx.URL) -> str:
 
 
 async def send_with_retries(
-    send: Callable[[], Awaitable[httpx.Response]],
+    send: Callable[[], Awaitable[HttpAnswer]],
     *,
     endpoint: str,
     policy: RetryPolicy,
     secrets: tuple[str, ...] = (),
-) -> httpx.Response:
+) -> HttpAnswer:
     """Call ``send`` until it returns a 2xx response, retrying transient failures.
 
     Args:
@@ -94,16 +94,15 @@ async def send_with_retries(
         started = time.perf_counter()
         try:
             response = await send()
-        except _RETRYABLE_EXCEPTIONS as exc:
-            reason = f"{type(exc).__name__} after {time.perf_counter() - started:.1f}s"
+        except TransientHttpError as exc:
+            reason = f"{exc} after {time.perf_counter() - started:.1f}s"
             delay = policy.backoff(attempt)
-        except httpx.TransportError as exc:
+        except UnreachableHttpError as exc:
             raise ModelUnavailableError(
-                f"model endpoint {endpoint} cannot be reached ({type(exc).__name__}); check base_url",
-                retryable=False,
+                f"model endpoint {endpoint} cannot be reached ({exc}); check base_url", retryable=False
             ) from exc
         else:
-            status = response.status_code
+            status = response.status
             if 200 <= status < 300:
                 return response
             if status != 429 and status < 500:
@@ -146,8 +145,8 @@ def _retry_after_s(value: str | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def _refused(response: httpx.Response, endpoint: str, secrets: tuple[str, ...]) -> ModelResponseError:
-    status = response.status_code
+def _refused(response: HttpAnswer, endpoint: str, secrets: tuple[str, ...]) -> ModelResponseError:
+    status = response.status
     if status in (401, 403):
         return ModelResponseError(f"model endpoint {endpoint} refused the credentials (HTTP {status}); check api_key")
     message = _server_message(response)
@@ -159,11 +158,11 @@ def _refused(response: httpx.Response, endpoint: str, secrets: tuple[str, ...]) 
     return ModelResponseError(f"model endpoint {endpoint} rejected the request (HTTP {status}): {message}")
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(response: HttpAnswer) -> str:
     try:
         body: Any = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        return response.text.strip() or response.reason
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict) and isinstance(error.get("message"), str):

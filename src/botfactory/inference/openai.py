@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from botfactory.errors import ModelResponseError
+from botfactory.inference._http import AiohttpPoster, HttpxPoster, JsonPoster
 from botfactory.inference._retry import RetryPolicy, Sleep, redact_url, send_with_retries
 from botfactory.inference.base import Model, ModelProfile, ModelRequest, ModelResponse
 from botfactory.messages import Message, ToolCall, ToolSpec, Usage
@@ -31,7 +32,8 @@ class OpenAIProvider:
         api_key: Sent as a bearer token; ``None`` for servers without authentication.
         timeout_s: Per-attempt timeout (connecting is capped at 10 s so a dead server fails fast).
         max_retries: Retries of 429, 5xx, connection errors and timeouts.
-        transport: HTTP transport override (``httpx.MockTransport`` in tests).
+        transport: An ``httpx`` transport to send through (``httpx.MockTransport`` in tests); by default requests
+            go over aiohttp, the cheaper client for the hop to a model server on this machine.
         trust_env: Honour proxy environment variables (never for a loopback ``base_url``).
         sleep: Awaitable sleep used between retries (injectable for tests).
     """
@@ -54,13 +56,13 @@ class OpenAIProvider:
         self.retry = RetryPolicy(max_retries, sleep=sleep)
         self._secrets = (api_key,) if api_key else ()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url + "/",
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            transport=transport,
-            trust_env=trust_env,
-        )
+        self._http: JsonPoster
+        if transport is None:
+            self._http = AiohttpPoster(self.base_url, headers=headers, timeout_s=timeout_s, trust_env=trust_env)
+        else:
+            self._http = HttpxPoster(
+                self.base_url, headers=headers, timeout_s=timeout_s, trust_env=trust_env, transport=transport
+            )
 
     async def post_json(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``payload`` to ``path`` (relative to the base URL) with retries; the JSON object answered.
@@ -70,7 +72,7 @@ class OpenAIProvider:
             ModelResponseError: the endpoint refused the request or answered with something other than a JSON object.
         """
         response = await send_with_retries(
-            lambda: self._client.post(path.lstrip("/"), json=payload),
+            lambda: self._http.post(path.lstrip("/"), payload),
             endpoint=self.endpoint,
             policy=self.retry,
             secrets=self._secrets,
@@ -85,7 +87,7 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        await self._client.aclose()
+        await self._http.aclose()
 
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

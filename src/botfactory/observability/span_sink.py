@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from botfactory.observability.redaction import redact_span
-from botfactory.store import SpanRecord, SpanStore
+from botfactory.store import BatchWriter, SpanRecord, SpanStore
 
 __all__ = ["SpanStoreSink", "span_record"]
 
@@ -122,10 +123,21 @@ class SpanStoreSink(SpanProcessor):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._writing = asyncio.Lock()
+        self._writer: BatchWriter | None = None
         self.dropped = 0
         """Spans dropped because the buffer was full (the database did not keep up)."""
         self.written = 0
         """Spans written so far."""
+
+    def write_through(self, writer: BatchWriter | None) -> None:
+        """Insert rows as transactions of ``writer`` (the runtime's) instead of on a connection of their own
+        (``None``: on their own again, e.g. before that writer closes).
+
+        On SQLite only one connection writes at a time, and one that finds the file locked sleeps (1, 2, 5, 10,
+        … ms) before trying again: a span insert racing the runtime's batches delayed both, and with them the
+        acks waiting for their inbox rows. Through the writer they take turns instead.
+        """
+        self._writer = writer
 
     def start(self) -> None:
         """Start the background writer on the running loop."""
@@ -173,7 +185,10 @@ class SpanStoreSink(SpanProcessor):
 
     async def _insert(self, records: list[SpanRecord]) -> None:
         try:
-            await self._store.insert(records)
+            if self._writer is not None and records:
+                await self._writer.write(functools.partial(SpanStore.insert_on, records=records), alone=True)
+            else:
+                await self._store.insert(records)
         except Exception:  # the console loses these spans; the turn and the OTLP export are unaffected
             logger.warning("spans=<%d> | span store write failed; spans dropped", len(records), exc_info=True)
             self.dropped += len(records)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from botfactory.agents import BotRegistry, Engine
 from botfactory.config import Settings
 from botfactory.observability import AlertEvaluator, AlertNotifier, Metrics, ThrottleCache
+from botfactory.runtime.governor import LoopLagGovernor
 from botfactory.runtime.limits import Controls
 from botfactory.runtime.outbox import Deliverer, OutboxDispatcher
 from botfactory.runtime.service import Runtime
@@ -69,6 +70,7 @@ async def start_runtime(
     deliverers: Mapping[str, Deliverer] | None = None,
     concurrency: int | None = None,
     metrics: Metrics | None = None,
+    serves_ingress: bool = False,
 ) -> RuntimeStack:
     """Start the runtime for this process.
 
@@ -78,6 +80,8 @@ async def start_runtime(
             PostgreSQL is always followed: any process may share it.
         deliverers: Channels' reply senders, by channel name.
         metrics: What the worker counts turns, tokens and cost into (``None``: not counted).
+        serves_ingress: This process also serves the channels (``up``): the worker yields to their acks while
+            the event loop runs late (``runtime.ingress_max_lag_ms``, :class:`LoopLagGovernor`).
     """
     stack = contextlib.AsyncExitStack()
     try:
@@ -103,6 +107,17 @@ async def start_runtime(
         worker: Worker | None = None
         outbox: OutboxDispatcher | None = None
         if run_worker:
+            lag_ms = settings.runtime.ingress_max_lag_ms
+            # The worker shares this process's loop with the channels (``up``): their acks come first.
+            governor = (
+                LoopLagGovernor(
+                    ceiling=concurrency or settings.runtime.concurrency,
+                    max_lag_s=lag_ms / 1000,
+                    write_latency=lambda: writer.recent_latency_s(0.1),
+                )
+                if serves_ingress and lag_ms > 0
+                else None
+            )
             worker = Worker(
                 settings=settings,
                 store=queue,
@@ -113,6 +128,7 @@ async def start_runtime(
                 concurrency=concurrency,
                 deliverers=deliverers,
                 metrics=metrics,
+                governor=governor,
             )
             await worker.start()
             outbox = OutboxDispatcher(store=queue, bots=bots, deliverers=deliverers or {}, signals=signals)

@@ -25,6 +25,7 @@ from botfactory.gateway import PolicySession, PolicyUser
 from botfactory.messages import Message
 from botfactory.observability import Metrics
 from botfactory.runtime._tracing import turn_span
+from botfactory.runtime.governor import LoopLagGovernor
 from botfactory.runtime.limits import Controls, TurnLimits, utc_day
 from botfactory.runtime.outbox import ApprovalNotices, Deliverer, ReplyPlaceholders, with_trace_context
 from botfactory.runtime.resources import SessionResources
@@ -90,6 +91,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         deliverers: Mapping[str, Deliverer] | None = None,
         metrics: Metrics | None = None,
+        governor: LoopLagGovernor | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -100,6 +102,8 @@ class Worker:
         self.controls = controls
         self.signals = signals
         self.concurrency = concurrency or self.config.concurrency
+        self.governor = governor
+        """Lowers the turns in flight while the loop runs late (``up``: acks first); ``None``: always ``concurrency``."""
         self.resources = SessionResources(idle_timeout_s=self.config.idle_timeout_s)
         self._placeholders = ReplyPlaceholders(store, deliverers or {})
         self._approvals = ApprovalNotices(store, deliverers or {})
@@ -123,6 +127,8 @@ class Worker:
     async def start(self) -> None:
         """Start claiming, heartbeating and the maintenance loop."""
         loop = asyncio.get_running_loop()
+        if self.governor is not None:
+            self.governor.start()
         self._tasks = [
             loop.create_task(self._claim_loop(), name=f"{self.name}-claim"),
             loop.create_task(self._heartbeat_loop(), name=f"{self.name}-heartbeat"),
@@ -161,6 +167,8 @@ class Worker:
         await self._stop_loops()
 
     async def _stop_loops(self) -> None:
+        if self.governor is not None:
+            await self.governor.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -186,11 +194,12 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while self._claiming:
-            free = self.concurrency - len(self._running)
+            free = self._allowed() - len(self._running)
             if free <= 0:
                 marked = self._slot_freed.mark()
-                if self.concurrency - len(self._running) <= 0:
-                    await Pulse.wait(marked, None)
+                if self._allowed() - len(self._running) <= 0:
+                    # A governed cap rises again with time, not only when a turn ends.
+                    await Pulse.wait(marked, None if self.governor is None else self.governor.sample_s)
                 continue
             marked = self.signals.inbox.mark()
             try:
@@ -222,6 +231,9 @@ class Worker:
                 self._launch(claim)
             if not batch.claims and not batch.closed:
                 await Pulse.wait(marked, self.config.poll_s)
+
+    def _allowed(self) -> int:
+        return self.concurrency if self.governor is None else min(self.concurrency, self.governor.limit)
 
     def _launch(self, claim: Claim) -> None:
         self.stats.claims += 1

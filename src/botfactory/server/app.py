@@ -78,19 +78,21 @@ def create_app(platform: Platform, *, auth: AuthMode = "local", agentcore_only: 
 
     contract = agentcore_routes(platform.runtime, busy=lambda: bool(platform.worker and platform.worker.running))
     everything = [
+        # Starlette tries routes in order: the ingress that carries traffic (Slack, OpenAI-compatible, the
+        # AgentCore contract, messages) comes first, the operator's reads after.
+        *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
+        *openai_routes(platform.runtime, platform.inference, metrics=platform.metrics),
+        *contract,
+        *http_routes(platform.runtime),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *http_routes(platform.runtime),
         *approvals_routes(platform.runtime),
         *alerts_routes(platform.runtime),
         *(audit_routes(platform.engine.gateway.audit) if platform.engine.gateway.audit is not None else []),
         *metrics_routes(platform.metrics),
         *costs_routes(CostStore(platform.store.engine)),
-        *openai_routes(platform.runtime, platform.inference, metrics=platform.metrics),
         *mcp_routes(platform.bots, platform.engine.gateway, max_request_bytes=platform.settings.max_request_bytes),
-        *(slack_routes(platform.runtime, platform.slack) if platform.slack is not None else []),
         *(a2a_routes(platform.runtime) if a2a_available() else []),
-        *contract,
         # Last: the web console's pages under /console (and / redirecting there); it checks its own login cookie.
         *(console_routes(platform) if platform.settings.console.enabled else []),
     ]

@@ -164,6 +164,8 @@ class Platform:
             )
             slack = slack_app(settings)
             slack_deliverer = SlackDeliverer(slack) if slack is not None else None
+            if slack_deliverer is not None:
+                stack.push_async_callback(slack_deliverer.aclose)  # after the runtime (closed first) stops delivering
             metrics = Metrics(per_user=settings.metrics.per_user_labels)
             budgets = settings.budgets  # each bot's own budgets, else these (as the worker enforces them)
             metrics.watch_database(CostStore(store.engine), lambda: {b.name: b.budgets or budgets for b in bots})
@@ -175,11 +177,18 @@ class Platform:
                 bots=bots,
                 run_worker=role != "serve" and start_models,
                 listen=role != "all",
+                serves_ingress=role == "all",
                 concurrency=concurrency,
                 metrics=metrics,
                 deliverers={SLACK_CHANNEL: slack_deliverer} if slack_deliverer is not None else None,
             )
             stack.push_async_callback(runtime_stack.aclose)
+            if tracing.store_sink is not None and role != "worker":
+                # Where requests are acked, span rows take turns with the runtime's writes (SQLite has one writer at
+                # a time) rather than racing them; a worker-only process keeps the faster connection of their own.
+                store_sink = tracing.store_sink
+                store_sink.write_through(runtime_stack.queue.writer)
+                stack.callback(store_sink.write_through, None)  # runs before the runtime (and its writer) stops
             gateway.approvals = runtime_stack.queue.approvals  # a turn waiting for one is parked in the same store
             if slack is not None and slack_deliverer is not None:  # Approve / Deny buttons in the thread
                 slack.interactions.register(APPROVAL_ACTION_PREFIX, approval_click_handler(slack_deliverer))

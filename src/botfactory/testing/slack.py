@@ -119,7 +119,8 @@ class SlackStandIn:
             arguments = data if isinstance(data, dict) else {}
         else:
             arguments = dict(await request.form())
-        return {**arguments, "_token": token}
+        # Like Slack, arguments may come in the query string too (slack_sdk's async client sends some there).
+        return {**dict(request.query_params), **arguments, "_token": token}
 
     async def _auth_test(self, request: Request) -> Response:
         arguments = await self._arguments(request)

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from botfactory.observability import AuditRetention, SpanRetention, SpanStoreSink
-from botfactory.store import AuditQuery, AuditRecord, AuditStore, SpanStore, Store, new_id
+from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, SpanStore, Store, new_id
 
 DAY = 86_400.0
 NOW = 1_700_000_000.0
@@ -126,3 +126,25 @@ async def test_the_audit_retention_job_deletes_rows_older_than_audit_retention(s
     assert job.purged == 1
     kept = await audit.list(AuditQuery(session_id="s1"))
     assert sorted(r.at for r in kept) == [NOW - 89 * DAY, NOW]
+
+
+async def test_spans_go_through_the_runtime_s_writer_when_given_one_and_alone_again_after(
+    store: Store, database_url: str
+) -> None:
+    writer = BatchWriter(database_url)
+    sink = SpanStoreSink(SpanStore(store.engine), flush_s=0.01)
+    sink.start()
+    try:
+        sink.write_through(writer)
+        sink.on_end(_span(11, session="s11", started=NOW))
+        await sink.flush()
+        assert writer.batches == 1  # one transaction of the runtime's writer, not a connection of its own
+        sink.write_through(None)  # e.g. the runtime stops before the tracing sinks do
+        sink.on_end(_span(12, session="s11", started=NOW + 0.1))
+        await sink.aclose()
+        assert writer.batches == 1
+    finally:
+        await writer.close()
+    rows = await SpanStore(store.engine).for_session("s11")
+    assert [r.name for r in rows] == ["span 11", "span 12"]
+    assert sink.written == 2 and sink.dropped == 0

@@ -35,6 +35,7 @@ async def make_runtime(database_url: str) -> AsyncIterator[MakeRuntime]:
         run_worker: bool = True,
         settings: Mapping[str, Any] | None = None,
         deliverers: Mapping[str, Deliverer] | None = None,
+        serves_ingress: bool = False,
         **runtime: Any,
     ) -> Harness:
         store = await Store.open(database_url)
@@ -51,6 +52,7 @@ async def make_runtime(database_url: str) -> AsyncIterator[MakeRuntime]:
             run_worker=run_worker,
             listen=True,
             deliverers=deliverers,
+            serves_ingress=serves_ingress,
         )
         harness = Harness(url=database_url, store=store, stack=stack, models=chosen)
         opened.append(harness)

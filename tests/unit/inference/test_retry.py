@@ -3,10 +3,10 @@ from __future__ import annotations
 import email.utils
 import time
 
-import httpx
 import pytest
 
 from botfactory.errors import ModelUnavailableError
+from botfactory.inference._http import HttpAnswer, TransientHttpError
 from botfactory.inference._retry import RetryPolicy, redact_url, send_with_retries
 
 
@@ -28,23 +28,23 @@ async def test_retry_after_http_date_is_honoured() -> None:
         slept.append(seconds)
 
     later = email.utils.formatdate(time.time() + 20, usegmt=True)
-    answers = [httpx.Response(503, headers={"Retry-After": later}), httpx.Response(200, json={})]
+    answers = [HttpAnswer(503, {"retry-after": later}, b""), HttpAnswer(200, {}, b"{}")]
 
-    async def send() -> httpx.Response:
+    async def send() -> HttpAnswer:
         return answers.pop(0)
 
     response = await send_with_retries(send, endpoint="http://x", policy=RetryPolicy(1, sleep=sleep))
-    assert response.status_code == 200
+    assert response.status == 200
     assert 15 < slept[0] <= 21
 
 
 async def test_retry_after_beyond_limit_fails_fast_and_is_never_success() -> None:
     calls = 0
 
-    async def send() -> httpx.Response:
+    async def send() -> HttpAnswer:
         nonlocal calls
         calls += 1
-        return httpx.Response(429, headers={"Retry-After": "3600"})
+        return HttpAnswer(429, {"retry-after": "3600"}, b"")
 
     async def sleep(seconds: float) -> None:
         pytest.fail("waited an hour")
@@ -55,8 +55,8 @@ async def test_retry_after_beyond_limit_fails_fast_and_is_never_success() -> Non
 
 
 async def test_zero_retries_means_one_attempt() -> None:
-    async def send() -> httpx.Response:
-        raise httpx.ConnectError("refused")
+    async def send() -> HttpAnswer:
+        raise TransientHttpError("ConnectError")
 
     with pytest.raises(ModelUnavailableError, match="after 1 attempt "):
         await send_with_retries(send, endpoint="http://x", policy=RetryPolicy(0))
