@@ -54,6 +54,7 @@ bench: install-dev
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_runtime.py
 	$(PY) bench/bench_runtime_pg.py
+	$(PY) bench/bench_enqueue_pg.py
 	$(PY) bench/bench_knowledge_search.py
 	$(PY) bench/bench_local_model.py
 	$(PY) bench/bench_support_latency.py

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -129,6 +130,14 @@ def _items(connection: sa.Connection, *where: sa.ColumnElement[bool], limit: int
     return [_item(row, row["text"], row["user_id"]) for row in rows]
 
 
+@dataclasses.dataclass(slots=True)
+class _Gathered:
+    """What one transaction gathers to write at its end: usage counter deltas and channels to notify."""
+
+    usage: dict[tuple[str, str, str], list[float]] = dataclasses.field(default_factory=dict)
+    channels: set[str] = dataclasses.field(default_factory=set)
+
+
 class RuntimeStore:
     """The runtime's operations on the store, batched through one :class:`BatchWriter` per process.
 
@@ -156,9 +165,10 @@ class RuntimeStore:
         )
         self._event_rows: list[dict[str, Any]] = []
         self._events_scheduled = False
-        self._notify_channels: set[str] = set()
-        self._pending_usage: dict[tuple[str, str, str], list[float]] = {}
-        writer.on_begin.append(self._pending_usage.clear)
+        # What the current transaction gathers for its end, per thread: on PostgreSQL the writer commits operations
+        # that run alone on several threads at once.
+        self._transaction_state = threading.local()
+        writer.on_begin.append(lambda: self._gathered().usage.clear())
         writer.before_commit.append(self._write_usage)
         writer.before_commit.append(self._send_notifications)
 
@@ -167,6 +177,15 @@ class RuntimeStore:
         """Whether this database wakes other processes itself (PostgreSQL ``NOTIFY``)."""
         return self._postgres
 
+    def _gathered(self) -> _Gathered:
+        gathered: _Gathered | None = getattr(self._transaction_state, "gathered", None)
+        if gathered is None:
+            gathered = self._transaction_state.gathered = _Gathered()
+        return gathered
+
+    def _notify_on_commit(self, channel: str) -> None:
+        self._gathered().channels.add(channel)
+
     def _notify(self, connection: sa.Connection, channel: str, payload: str = "") -> None:
         """Announce a change on ``channel`` when the transaction commits (PostgreSQL only).
 
@@ -174,12 +193,13 @@ class RuntimeStore:
         """
         del connection, payload
         if self._postgres:
-            self._notify_channels.add(channel)
+            self._notify_on_commit(channel)
 
     def _send_notifications(self, connection: sa.Connection) -> None:
-        if not self._notify_channels:
+        gathered = self._gathered()
+        if not gathered.channels:
             return
-        channels, self._notify_channels = sorted(self._notify_channels), set()
+        channels, gathered.channels = sorted(gathered.channels), set()
         connection.execute(sa.select(*(sa.func.pg_notify(channel, "") for channel in channels)))
 
     # Enqueue
@@ -620,7 +640,7 @@ class RuntimeStore:
         if usage.model is not None:
             keys.append(("model", usage.model, usage.day))
         for key in keys:
-            total = self._pending_usage.setdefault(key, [0, 0.0])
+            total = self._gathered().usage.setdefault(key, [0, 0.0])
             total[0] += usage.tokens
             total[1] += usage.cost
 
@@ -631,13 +651,14 @@ class RuntimeStore:
         is already locked) and in one order, it can never be part of a deadlock between processes' batches; taken
         in the middle of a batch, it deadlocked with a session's queue row or an outbox row another process held.
         """
-        if not self._pending_usage:
+        usage = self._gathered().usage
+        if not usage:
             return
         rows = [
             {"scope": scope, "key": key, "day": day, "tokens": int(tokens), "cost": cost}
-            for (scope, key, day), (tokens, cost) in sorted(self._pending_usage.items())
+            for (scope, key, day), (tokens, cost) in sorted(usage.items())
         ]
-        self._pending_usage.clear()
+        usage.clear()
         self._add_usage_statement.run(connection, rows)
 
     # Ending a turn
@@ -862,7 +883,7 @@ class RuntimeStore:
     def approvals(self) -> ApprovalStore:
         """Requests for approval; deciding one wakes its session in the same transaction."""
         return ApprovalStore(
-            self.writer, notify=self._notify_channels.add if self._postgres else _ignore, inbox_channel=INBOX_CHANNEL
+            self.writer, notify=self._notify_on_commit if self._postgres else _ignore, inbox_channel=INBOX_CHANNEL
         )
 
     async def unlease(self, leases: Sequence[Lease]) -> None:

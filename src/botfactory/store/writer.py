@@ -43,6 +43,9 @@ about 25 % more turns/s at the default concurrency for about 0.1 ms more per wri
 _RACE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _RACE_RETRIES: Final = 5
 _RACE_BACKOFF_S: Final = 0.002
+_ALONE_THREADS: Final = 4
+"""PostgreSQL: operations that must commit alone run on this many threads at once, each with its connection (one
+thread would cap a process at one commit, i.e. one WAL flush, at a time: ~110 enqueues a second here)."""
 _CHECKPOINT_S: Final = 1.0
 """SQLite: how often the WAL is copied back into the database file, off the writer thread (see ``_checkpoint``)."""
 
@@ -86,6 +89,11 @@ class BatchWriter:
         if self.dialect_name == "sqlite":
             sa.event.listen(self.engine, "connect", _no_autocheckpoint)
             self._checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="botfactory-checkpoint")
+        self._alone_threads: ThreadPoolExecutor | None = None
+        if self.dialect_name != "sqlite":  # SQLite has one writer at a time anyway: there they queue like the rest
+            self._alone_threads = ThreadPoolExecutor(_ALONE_THREADS, thread_name_prefix="botfactory-writer-alone")
+        self._alone_running: set[asyncio.Future[list[_Outcome]]] = set()
+        self._connections: list[sa.Connection] = []
         self._checkpointing: asyncio.Future[None] | None = None
         self._last_checkpoint = asyncio.get_running_loop().time()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="botfactory-writer")
@@ -106,7 +114,9 @@ class BatchWriter:
         """Run ``operation`` in the next batch and return its result once the batch has committed.
 
         ``alone`` runs it in a transaction of its own: for operations that lock rows other processes lock too
-        (PostgreSQL), so a batch never holds many sessions' locks while waiting for another process.
+        (PostgreSQL), so a batch never holds many sessions' locks while waiting for another process. On PostgreSQL
+        such operations commit on a few threads of their own, concurrently with each other and with the batches
+        (the database orders them by their row locks); on SQLite they wait their turn in the queue.
 
         Raises:
             StoreError: the database failed (the operation's writes were rolled back).
@@ -115,11 +125,32 @@ class BatchWriter:
         if self._closing:
             raise StoreError("the store is shutting down; retry on another worker")
         loop = asyncio.get_running_loop()
+        if alone and self._alone_threads is not None:
+            return await self._write_alone(operation)
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append(_Queued(operation, future, alone, loop.time()))
         self._wake.set()
         # The batch runs whether or not the caller still waits: a cancelled caller's write still lands.
         return await asyncio.shield(future)
+
+    async def _write_alone(self, operation: Operation[T]) -> T:
+        assert self._alone_threads is not None
+        running = asyncio.get_running_loop().run_in_executor(self._alone_threads, self._commit, [operation])
+        self._alone_running.add(running)
+        running.add_done_callback(self._alone_done)
+        # Like a batch, it commits whether or not the caller still waits.
+        outcome = (await asyncio.shield(running))[0]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value  # type: ignore[no-any-return]
+
+    def _alone_done(self, running: asyncio.Future[list[_Outcome]]) -> None:
+        self._alone_running.discard(running)
+        if running.cancelled() or running.exception() is not None:
+            return
+        self.batches += 1
+        if self.on_commit is not None:
+            self.on_commit()
 
     def write_later(self, operation: Operation[Any]) -> None:
         """Queue ``operation`` for the next batch without waiting for it (events, best-effort records)."""
@@ -149,11 +180,18 @@ class BatchWriter:
             self._closing = True
             self._wake.set()
             await self._task
+        if self._alone_running:
+            await asyncio.gather(*self._alone_running, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_thread, self._close_connection)
         await loop.run_in_executor(self._write_thread, self._close_connection)
         self._write_thread.shutdown(wait=True)
         self._read_thread.shutdown(wait=True)
+        if self._alone_threads is not None:
+            self._alone_threads.shutdown(wait=True)
+            for connection in self._connections:  # the alone threads' (their threads have ended)
+                if not connection.closed:
+                    connection.close()
         if self._checkpoint_thread is not None:
             if self._checkpointing is not None:
                 await asyncio.gather(self._checkpointing, return_exceptions=True)
@@ -277,6 +315,7 @@ class BatchWriter:
         if connection is None or connection.closed or connection.invalidated:
             connection = self.engine.connect().execution_options(**WRITE_OPTIONS)
             self._local.connection = connection
+            self._connections = [c for c in self._connections if not (c.closed or c.invalidated)] + [connection]
         return connection
 
     # The reader thread
