@@ -15,6 +15,7 @@ transactions. Invariants the operations keep, in one transaction each:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -130,6 +131,13 @@ def _items(connection: sa.Connection, *where: sa.ColumnElement[bool], limit: int
     return [_item(row, row["text"], row["user_id"]) for row in rows]
 
 
+@functools.lru_cache(maxsize=64)
+def _notify_statement(channels: tuple[str, ...]) -> sa.Select[Any]:
+    """``SELECT pg_notify(...)`` for these channels, built once per set so SQLAlchemy compiles it once: built anew
+    on every commit it took about a fifth of an enqueue's time on the writer threads (profiled on a busy ``serve``)."""
+    return sa.select(*(sa.func.pg_notify(channel, "") for channel in channels))
+
+
 @dataclasses.dataclass(slots=True)
 class _Gathered:
     """What one transaction gathers to write at its end: usage counter deltas and channels to notify."""
@@ -199,8 +207,8 @@ class RuntimeStore:
         gathered = self._gathered()
         if not gathered.channels:
             return
-        channels, gathered.channels = sorted(gathered.channels), set()
-        connection.execute(sa.select(*(sa.func.pg_notify(channel, "") for channel in channels)))
+        channels, gathered.channels = tuple(sorted(gathered.channels)), set()
+        connection.execute(_notify_statement(channels))
 
     # Enqueue
 
