@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import httpx
-import jsonschema
 from opentelemetry import trace
 
 from botfactory.config import RateLimitSettings
@@ -44,9 +43,10 @@ from botfactory.errors import (
     ToolTimeoutError,
     ToolUnavailableError,
 )
+from botfactory.gateway._validation import ArgumentsValidator
 from botfactory.gateway.catalogue import CallContext, CredentialRef, GatewayTool
 from botfactory.gateway.policy import Decision, PolicyEngine, PolicyRequest, PolicySession, PolicyTool, PolicyUser
-from botfactory.gateway.rate_limit import RateLimiter, buckets_for
+from botfactory.gateway.rate_limit import Bucket, RateLimiter, buckets_for
 from botfactory.observability import (
     GEN_AI_CONVERSATION_ID,
     AuditLog,
@@ -55,12 +55,14 @@ from botfactory.observability import (
     redact,
     redact_text,
     throttled_message,
+    tracing_installed,
 )
 from botfactory.store import ApprovalRecord, AuditRecord, NewApproval, ThrottleRecord, new_id
 
 __all__ = ["ANONYMOUS", "ApprovalRequests", "CredentialProvider", "Gateway", "GatewayCall", "Outcome", "ThrottleCheck"]
 
 logger = logging.getLogger(__name__)
+_BUCKETS_CACHED: Final = 4096  # (tool, bot, user) bucket lists kept; the list is rebuilt after the cache is reset
 
 ANONYMOUS: Final = "anonymous"
 """The principal of a call whose channel knows no user."""
@@ -187,7 +189,8 @@ class Gateway:
         self.metrics = metrics
         self.default_timeout_s = default_timeout_s
         self._clock = clock
-        self._validators: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
+        self._validators: dict[int, ArgumentsValidator] = {}
+        self._buckets: dict[tuple[str, str, str | None], tuple[RateLimitSettings, list[Bucket]]] = {}
         self.throttles: ThrottleCheck | None = None
         """Tools a ``tool_errors`` alert throttled are refused first of all; ``None``: no throttling."""
 
@@ -274,18 +277,14 @@ class Gateway:
             )
 
     def _validate(self, tool: GatewayTool, arguments: dict[str, Any], audit: _AuditDraft) -> None:
-        cached = self._validators.get(id(tool))
-        if cached is None or cached[0] is not tool.parameters:
-            cached = (tool.parameters, jsonschema.Draft202012Validator(tool.parameters))
-            self._validators[id(tool)] = cached
-        if cached[1].is_valid(arguments):  # the common case; collecting every error costs more
-            return
-        problems = sorted(cached[1].iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        validator = self._validators.get(id(tool))
+        if validator is None or validator.schema is not tool.parameters:
+            validator = self._validators[id(tool)] = ArgumentsValidator(tool.parameters)
+        problems = validator.problems(arguments)
         if problems:
             audit.decision = "invalid"
             audit.outcome = "rejected"
-            details = "; ".join(f"{'/'.join(map(str, p.absolute_path)) or 'arguments'}: {p.message}" for p in problems)
-            raise ToolArgumentsError(f"invalid arguments for tool '{tool.name}': {details}")
+            raise ToolArgumentsError(f"invalid arguments for tool '{tool.name}': {'; '.join(problems)}")
 
     def _authorize(self, call: GatewayCall, arguments: dict[str, Any], audit: _AuditDraft) -> Decision | None:
         if self.policies is None:
@@ -318,13 +317,14 @@ class Gateway:
             audit.decision = "ask" if decision.needs_approval else "deny"
         audit.reasons = decision.reasons
         span = trace.get_current_span()
-        span.set_attributes(
-            {
-                "botfactory.policy.decision": audit.decision,
-                "botfactory.policy.reasons": list(decision.reasons),
-                "botfactory.policy.mode": decision.mode,
-            }
-        )
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "botfactory.policy.decision": audit.decision,
+                    "botfactory.policy.reasons": list(decision.reasons),
+                    "botfactory.policy.mode": decision.mode,
+                }
+            )
         return decision
 
     async def _approved(self, call: GatewayCall, arguments: dict[str, Any], audit: _AuditDraft) -> None:
@@ -374,7 +374,17 @@ class Gateway:
         if self.rate_limiter is None:
             return
         user_id = call.user.id if call.user is not None else None
-        buckets = buckets_for(self.rate_limits, tool=call.tool.name, bot=call.bot, user_id=user_id)
+        key = (call.tool.name, call.bot, user_id)
+        cached = self._buckets.get(key)
+        if cached is None or cached[0] is not self.rate_limits:
+            if len(self._buckets) >= _BUCKETS_CACHED:
+                self._buckets.clear()
+            limits = self.rate_limits
+            cached = self._buckets[key] = (
+                limits,
+                buckets_for(limits, tool=call.tool.name, bot=call.bot, user_id=user_id),
+            )
+        buckets = cached[1]
         if not buckets:
             return
         retry_after = await self.rate_limiter.take(buckets)
@@ -466,27 +476,33 @@ class Gateway:
         if self.audit is None:
             return
         span_context = span.get_span_context()
-        self.audit.record(
-            AuditRecord(
+        at = self._clock()
+        reasons, approval, outcome, error = tuple(draft.reasons), draft.approval, draft.outcome, draft.error
+        decision = draft.decision
+        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+        def row() -> AuditRecord:  # made when the batch is written, off the call's path
+            return AuditRecord(
                 id=new_id(),
-                at=self._clock(),
+                at=at,
                 principal=call.user.id if call.user is not None else None,
                 bot=call.bot,
                 agent_path=call.agent_path,
                 tool=call.tool.name,
                 arguments=redact(arguments, secrets),
-                decision=draft.decision,
-                reasons=tuple(draft.reasons),
-                approval=draft.approval,
-                outcome=draft.outcome,
-                error=draft.error,
+                decision=decision,
+                reasons=reasons,
+                approval=approval,
+                outcome=outcome,
+                error=error,
                 duration_ms=round(elapsed_s * 1000, 3),
                 session_id=call.session.id,
                 turn_id=call.turn_id,
                 position=call.position,
-                trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else None,
+                trace_id=trace_id,
             )
-        )
+
+        self.audit.record_later(call.tool.name, row)
 
 
 def _span_attributes(call: GatewayCall) -> dict[str, str]:
@@ -503,6 +519,8 @@ def _span_attributes(call: GatewayCall) -> dict[str, str]:
 
 def _policy_span(call: GatewayCall, audit: _AuditDraft, started_s: float) -> None:
     """The ``policy decision`` span: the Cedar decision (or the grant check) of one call and its reasons."""
+    if not tracing_installed():
+        return
     attributes: dict[str, Any] = {
         **_span_attributes(call),
         "botfactory.policy.decision": audit.decision,

@@ -34,6 +34,7 @@ from botfactory.observability.tracing import (
     current_trace_context,
     record_span,
     tracer,
+    tracing_installed,
 )
 
 __all__ = [
@@ -70,4 +71,5 @@ __all__ = [
     "start_tracing",
     "throttled_message",
     "tracer",
+    "tracing_installed",
 ]

@@ -17,7 +17,14 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["GEN_AI_CONVERSATION_ID", "context_from", "current_trace_context", "record_span", "tracer"]
+__all__ = [
+    "GEN_AI_CONVERSATION_ID",
+    "context_from",
+    "current_trace_context",
+    "record_span",
+    "tracer",
+    "tracing_installed",
+]
 
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 """The OpenTelemetry GenAI attribute holding the session id, on every span of a turn."""
@@ -32,6 +39,11 @@ def tracer(component: str) -> Tracer:
     (the global provider is set at most once per process).
     """
     return trace.get_tracer(f"botfactory.{component}")
+
+
+def tracing_installed() -> bool:
+    """Whether a tracer provider is installed (``False``: every span is a no-op, so building one can be skipped)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def current_trace_context() -> dict[str, str] | None:

@@ -189,6 +189,9 @@ class Platform:
                 store_sink = tracing.store_sink
                 store_sink.write_through(runtime_stack.queue.writer)
                 stack.callback(store_sink.write_through, None)  # runs before the runtime (and its writer) stops
+            if gateway.audit is not None:  # audit rows join the runtime's transactions, off the event loop
+                gateway.audit.write_through(runtime_stack.queue.writer)
+                stack.callback(gateway.audit.write_through, None)  # before the writer stops; the last rows still land
             gateway.approvals = runtime_stack.queue.approvals  # a turn waiting for one is parked in the same store
             if slack is not None and slack_deliverer is not None:  # Approve / Deny buttons in the thread
                 slack.interactions.register(APPROVAL_ACTION_PREFIX, approval_click_handler(slack_deliverer))

@@ -148,9 +148,14 @@ class AuditStore:
         """
         if not records:
             return
-        rows = [{**r.to_dict(), "reasons": list(r.reasons)} for r in records]
         async with writing(self._engine, "writing the audit log") as connection:
-            await connection.execute(audit_log.insert(), rows)
+            await connection.run_sync(self.insert_on, records)
+
+    @staticmethod
+    def insert_on(connection: sa.Connection, records: Sequence[AuditRecord]) -> None:
+        """Write audit rows on a synchronous connection, in its transaction (a runtime writer's batch)."""
+        if records:
+            connection.execute(audit_log.insert(), [{**r.to_dict(), "reasons": list(r.reasons)} for r in records])
 
     async def list(self, query: AuditQuery) -> list[AuditRecord]:
         """The rows matching ``query``, newest first."""

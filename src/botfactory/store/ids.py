@@ -5,7 +5,9 @@ n messages dirties about n index pages per keyed table, and each commit writes t
 with the time in milliseconds, so new rows go to the right edge of the index: a batch dirties a page or two.
 Measured on SQLite with batches of 32 messages, an enqueue costs 20-40 % less CPU than with random ids.
 Within a process, ids are strictly increasing (a counter orders those of one millisecond); the 62 random bits
-keep ids unique across processes and machines without coordination.
+keep ids unique across processes and machines without coordination. The random bits come from the operating
+system's generator, read 4 KiB at a time: one ``getrandom`` call cost ~20 µs on the virtual machines measured, more
+than the rest of making an id; a forked child starts with a fresh buffer, never its parent's bytes.
 """
 
 from __future__ import annotations
@@ -21,9 +23,21 @@ _VERSION = 0x7 << 76
 _VARIANT = 0b10 << 62
 
 
+_RANDOM_CHUNK = 4096
+
 _last_ms = 0
 _counter = 0
 _lock = threading.Lock()
+_random = b""
+_random_at = 0
+
+
+def _forget_random() -> None:
+    global _random, _random_at
+    _random, _random_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random)  # a child must not hand out its parent's random bits again
 
 
 def new_id() -> str:
@@ -33,9 +47,12 @@ def new_id() -> str:
     a counter (RFC 9562 §6.2, method 1), started at a random value below 2048 in each new millisecond and
     incremented within it; when it runs out the timestamp is advanced by one millisecond.
     """
-    global _last_ms, _counter
-    random = int.from_bytes(os.urandom(8), "big")
+    global _last_ms, _counter, _random, _random_at
     with _lock:
+        if _random_at >= len(_random):
+            _random, _random_at = os.urandom(_RANDOM_CHUNK), 0
+        random = int.from_bytes(_random[_random_at : _random_at + 8], "big")
+        _random_at += 8
         milliseconds = time.time_ns() // 1_000_000
         if milliseconds > _last_ms:
             _last_ms, _counter = milliseconds, random >> 53  # 11 random bits: room to count in the millisecond

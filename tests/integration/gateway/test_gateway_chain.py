@@ -33,7 +33,7 @@ from botfactory.gateway import (
     SideEffect,
 )
 from botfactory.observability import AuditLog
-from botfactory.store import AuditQuery, AuditStore, Store
+from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, Store
 
 pytestmark = pytest.mark.integration
 
@@ -92,14 +92,19 @@ class StaticCredentials:
         return resolved
 
 
-@pytest.fixture
-async def audit(database_url: str) -> AsyncIterator[AuditLog]:
+@pytest.fixture(params=["engine", "writer"])
+async def audit(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[AuditLog]:
+    """The audit log writing through the store's engine, and through a runtime writer as on the platform."""
     async with await Store.open(database_url) as store:
         log = AuditLog(AuditStore(store.engine), flush_s=0.01)
+        writer = BatchWriter(database_url) if request.param == "writer" else None
+        log.write_through(writer)
         try:
             yield log
         finally:
             await log.aclose()
+            if writer is not None:
+                await writer.close()
 
 
 def policies(tmp_path: Path, text: str = "", *, mode: str = "enforce") -> PolicyEngine:
@@ -359,3 +364,36 @@ async def test_an_httpx_401_from_a_python_tool_counts_as_a_refused_credential(au
     with pytest.raises(CredentialRejectedError, match=r"GET /v1/contacts answered HTTP 401"):
         await gateway.call(request(tool))
     assert (await only_row(audit)).outcome == "credential_rejected"
+
+
+async def test_a_row_that_cannot_be_made_is_dropped_and_counted_without_losing_the_others(audit: AuditLog) -> None:
+    def row(tool: str) -> AuditRecord:
+        return AuditRecord(
+            id=f"00000000-0000-7000-8000-00000000000{len(tool)}",
+            at=1.0,
+            principal=None,
+            bot="helper",
+            agent_path="helper",
+            tool=tool,
+            arguments={},
+            decision="allow",
+            reasons=(),
+            approval=None,
+            outcome="ok",
+            error=None,
+            duration_ms=1.0,
+            session_id="s1",
+            turn_id="t1",
+            position=None,
+            trace_id=None,
+        )
+
+    def broken() -> AuditRecord:
+        raise ValueError("a bug in making the row")
+
+    audit.record_later("a", lambda: row("a"))
+    audit.record_later("bb", broken)
+    audit.record(row("ccc"))
+    rows = await audit.list(AuditQuery(session_id="s1"))
+    assert sorted(r.tool for r in rows) == ["a", "ccc"]
+    assert audit.dropped == 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import cast
 
+import cedarpy
 import pytest
 
 from botfactory.errors import ConfigError, PolicyError
@@ -17,6 +20,7 @@ from botfactory.gateway import (
     PolicyUser,
     argument_types_from_json_schemas,
 )
+from botfactory.gateway.policy import _context_keys
 
 SEAT = PolicyTool(name="github.assign_copilot_seat", side_effect="write", owner="it", needs_approval=True)
 SEARCH = PolicyTool(name="docs.search")
@@ -339,3 +343,47 @@ def test_a_policy_annotated_approval_asks_instead_of_denying_unless_a_hard_forbi
     assert (hard.allowed, hard.needs_approval) == (False, False)
     staff = engine.authorize(request(groups=frozenset({"staff"}), arguments={"org": "acme"}))
     assert (staff.allowed, staff.needs_approval) == (True, False)
+
+
+def test_a_tool_no_policy_applies_to_is_allowed_without_asking_cedar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "support", "seat.cedar", NO_EXTERNAL)  # scoped to the seat tool: nothing applies to search
+    engine = load(tmp_path, org="String")
+    asked: list[object] = []
+    real = cedarpy.is_authorized
+    monkeypatch.setattr(cedarpy, "is_authorized", lambda *args: asked.append(args[0]) or real(*args))
+    decision = engine.authorize(request(tool=SEARCH, arguments={"org": "evil"}))
+    assert decision.allowed and decision.reasons == (GRANT_POLICY_ID,) and asked == []
+    denied = engine.authorize(request(tool=SEAT, arguments={"org": "evil"}))  # the seat tool still asks Cedar
+    assert not denied.allowed and denied.reasons == ("seat:no-external-orgs",) and len(asked) == 1
+    wrong_type = engine.authorize(request(tool=SEARCH, arguments={"org": 7}))  # typed as before, even unasked
+    assert not wrong_type.allowed and wrong_type.message == "denied: argument 'org' is not a String"
+
+
+def test_policies_see_every_context_attribute_they_name_whichever_others_the_request_leaves_out(
+    tmp_path: Path,
+) -> None:
+    # Requests carry only the context attributes a tool's policies name; each kind of reference must still see its
+    # attribute: a path, a `has` test, and `in` on an entity reference.
+    write(
+        tmp_path / "support",
+        "context.cedar",
+        '@id("agent-has")\nforbid(principal, action, resource == Tool::"docs.search") when { context has agent };\n'
+        '@id("bot-in")\nforbid(principal, action, resource == Tool::"github.assign_copilot_seat") '
+        'when { context.agent in Bot::"support" && context.session has channel && context.session.channel == "C1" };\n',
+    )
+    engine = load(tmp_path)
+    assert engine.authorize(request(tool=SEARCH)).reasons == ("context:agent-has",)
+    assert engine.authorize(request(tool=SEAT)).reasons == ("context:bot-in",)
+
+
+def test_the_context_attributes_named_by_policies_are_found_in_their_json_form() -> None:
+    def est(condition: str) -> dict[str, object]:
+        text = f"forbid(principal, action, resource) when {{ {condition} }};"
+        return cast(dict[str, object], json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]["policy0"])
+
+    assert _context_keys([est('context.arguments.org == "x"')]) == {"arguments"}
+    assert _context_keys([est("context has bot"), est('context.session.id like "T1:*"')]) == {"bot", "session"}
+    assert _context_keys([est('principal.team == "T1"')]) == frozenset()
+    assert _context_keys([est("context has bot"), est("context == {}")]) is None  # (schema validation refuses it)
