@@ -159,7 +159,15 @@ class RuntimeStore:
         self._clock = clock
         self._postgres = writer.dialect_name == "postgresql"
         self._upsert = _UPSERT[writer.dialect_name]
-        self._insert_session = Fast(self._upsert(sessions).on_conflict_do_nothing())
+        taking = self._upsert(sessions)
+        # One statement creates a new session (seq 1) or takes an existing session's next seq, locking its row on
+        # PostgreSQL; it returns the seq with the session's bot and status (two statements before).
+        self._take_seq = Fast(
+            taking.on_conflict_do_update(
+                index_elements=[sessions.c.id],
+                set_={"last_seq": sessions.c.last_seq + 1, "updated_at": taking.excluded.updated_at},
+            ).returning(sessions.c.last_seq, sessions.c.bot, sessions.c.status)
+        )
         self._insert_step = Fast(self._upsert(steps).on_conflict_do_nothing(), json=("input", "output"))
         usage = self._upsert(usage_counters)
         self._add_usage_statement = Fast(
@@ -230,18 +238,6 @@ class RuntimeStore:
 
     def _enqueue(self, connection: sa.Connection, message: Inbound, policy: DoubleTexting) -> Enqueued:
         now = self._clock()
-        self._insert_session.run(
-            connection,
-            {
-                "id": message.session_id,
-                "bot": message.bot,
-                "user_id": message.user_id,
-                "status": "active",
-                "created_at": now,
-                "updated_at": now,
-                "last_seq": 0,
-            },
-        )
         if message.dedup_key is not None:
             seen = _s.DEDUP.run(connection, {"b_bot": message.bot, "b_key": message.dedup_key}).first()
             if seen is not None:
@@ -256,9 +252,21 @@ class RuntimeStore:
             queue = connection.execute(_s.QUEUE_ROW_LOCKED, key).mappings().first()
         else:
             queue = _s.QUEUE_ROW.run(connection, key).first()
-        # Taking the seq locks the session row on PostgreSQL: writers to one session take turns from here.
-        taken = _s.NEXT_SEQ.run(connection, {"b_session_id": message.session_id, "b_now": now}).first()
-        assert taken is not None  # the session row was inserted above if it was missing
+        # Taking the seq (creating the session if it is new) locks the session row on PostgreSQL: writers to one
+        # session take turns from here.
+        taken = self._take_seq.run(
+            connection,
+            {
+                "id": message.session_id,
+                "bot": message.bot,
+                "user_id": message.user_id,
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
+                "last_seq": 1,
+            },
+        ).first()
+        assert taken is not None  # an upsert always returns its row
         seq, owner = taken["last_seq"], taken["bot"]
         if owner != message.bot:
             raise InvalidInputError(
