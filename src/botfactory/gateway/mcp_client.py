@@ -39,8 +39,6 @@ IDEMPOTENCY_META_KEY = "botfactory/idempotency_key"
 """The ``_meta`` key of every ``tools/call`` request that carries the call's idempotency key."""
 
 _SERVER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
-# The session's own read timeout stops a call first (and tells the server to cancel); this only backs it up.
-_TIMEOUT_GRACE_S = 1.0
 # How long an HTTP response may stay silent: at least the call timeout, and long enough for server-sent events.
 _MIN_READ_TIMEOUT_S = 300.0
 _MAX_PAGES = 100
@@ -310,10 +308,10 @@ class McpServer:
         for attempt in range(2):
             connection = await self._connect()
             try:
-                async with asyncio.timeout(timeout_s + _TIMEOUT_GRACE_S):
-                    result = await connection.session.call_tool(
-                        tool.mcp_name, arguments, read_timeout_seconds=timeout_s, meta=meta
-                    )
+                # Cancelling the call at the timeout makes the mcp client tell the server to stop the work
+                # (notifications/cancelled), as its own read timeout would, without arming a second timer per call.
+                async with asyncio.timeout(timeout_s):
+                    result = await connection.session.call_tool(tool.mcp_name, arguments, meta=meta)
                 break
             except MCPError as exc:
                 # An HTTP server that restarted since the last call rejects our session before running anything,

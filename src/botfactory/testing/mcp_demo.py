@@ -1,4 +1,4 @@
-"""A small MCP server for tests, demos and benchmarks: ``echo``, ``add``, ``slow``, ``crash`` and ``fail``.
+"""A small MCP server for tests, demos and benchmarks: ``echo``, ``add``, ``slow``, ``stopped_calls``, ``crash``, ``fail``.
 
 Run it over stdio (what :class:`~botfactory.gateway.McpServer` starts with ``command=``) or streamable HTTP on
 127.0.0.1 (``url=``)::
@@ -27,7 +27,7 @@ _READ_ONLY = ToolAnnotations(read_only_hint=True)
 
 
 def build_server() -> MCPServer:
-    """The demo server with its five tools, ready to run on any transport."""
+    """The demo server with its six tools, ready to run on any transport."""
     server: MCPServer = MCPServer("botfactory-demo", log_level="WARNING")
 
     @server.tool(annotations=_READ_ONLY, structured_output=False)
@@ -40,11 +40,23 @@ def build_server() -> MCPServer:
         """Add two integers; the answer is structured: {"sum": a + b}."""
         return {"sum": a + b}
 
+    stopped = 0
+
     @server.tool(structured_output=False)
     async def slow(seconds: float) -> str:
         """Wait the given number of seconds, then answer "done"."""
-        await anyio.sleep(seconds)
+        nonlocal stopped
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():  # the client gave up and told us: the work stops here
+            stopped += 1
+            raise
         return "done"
+
+    @server.tool(annotations=_READ_ONLY)
+    def stopped_calls() -> dict[str, int]:
+        """How many calls of slow were stopped because the client cancelled them."""
+        return {"stopped": stopped}
 
     @server.tool(structured_output=False)
     def crash() -> str:

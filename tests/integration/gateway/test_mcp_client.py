@@ -106,7 +106,7 @@ async def test_discovery_names_schemas_side_effects_and_approvals(demo: McpServe
     tools = by_name(demo)
 
     assert isinstance(demo, ToolSource)
-    assert sorted(tools) == ["demo_add", "demo_crash", "demo_echo", "demo_fail", "demo_slow"]
+    assert sorted(tools) == ["demo_add", "demo_crash", "demo_echo", "demo_fail", "demo_slow", "demo_stopped_calls"]
     add = tools["demo_add"]
     assert isinstance(add, GatewayTool)
     assert add.mcp_name == "add"
@@ -114,7 +114,11 @@ async def test_discovery_names_schemas_side_effects_and_approvals(demo: McpServe
     assert add.parameters["required"] == ["a", "b"]
     assert add.parameters["properties"]["a"]["type"] == "integer"
     assert "Add two integers" in add.description
-    assert {name for name, tool in tools.items() if tool.side_effect == "read"} == {"demo_echo", "demo_add"}
+    assert {name for name, tool in tools.items() if tool.side_effect == "read"} == {
+        "demo_echo",
+        "demo_add",
+        "demo_stopped_calls",
+    }
     assert {name for name, tool in tools.items() if tool.needs_approval} == {"demo_crash", "demo_fail"}
     assert {tool.owner for tool in tools.values()} == {"tools-team"}
     assert {tool.timeout_s for tool in tools.values()} == {TIMEOUT_S}
@@ -141,6 +145,13 @@ async def test_slow_call_times_out_and_the_server_keeps_working(demo: McpServer)
 
     assert time.monotonic() - started < TIMEOUT_S + 1.0
     assert await by_name(demo)["demo_echo"].invoke({"text": "still here"}, CONTEXT) == "still here"
+    # The server was told to cancel (notifications/cancelled) and stopped the work: it does not run on unseen.
+    stopped = by_name(demo)["demo_stopped_calls"]
+    for _ in range(50):
+        if await stopped.invoke({}, CONTEXT) == {"stopped": 1}:
+            break
+        await asyncio.sleep(0.05)
+    assert await stopped.invoke({}, CONTEXT) == {"stopped": 1}
 
 
 async def test_refresh_lists_again_also_on_list_changed(demo: McpServer) -> None:
