@@ -9,8 +9,8 @@ through botfactory's MCP client. The two run interleaved in pairs (one direct ca
 so machine noise hits both alike; each limiter's figure is the ratio of the medians of its own pairs.
 
 The rate limiter is the part whose cost depends on where buckets live; the run reports the ratio with the
-in-process limiter, with the database's (SQLite, one write transaction per call) and, when Redis answers on
-127.0.0.1:6379, with Redis.
+in-process limiter, with the database's (SQLite; each take joins the runtime writer's transactions, as on the
+platform) and, when Redis answers on 127.0.0.1:6379, with Redis.
 
     .venv/bin/python bench/bench_gateway.py [--calls N] [--rounds R]
 """
@@ -120,7 +120,9 @@ async def run(calls: int, rounds: int) -> None:
         server = McpServer("demo", command=DEMO)
         await server.start()
         echo = WithCredential(next(t for t in server.tools if t.name == "echo"))
-        limiters: dict[str, RateLimiter] = {"memory": MemoryRateLimiter(), "sqlite": StoreRateLimiter(store.engine)}
+        in_store = StoreRateLimiter(store.engine)
+        in_store.write_through(writer)  # as on the platform: takes join the runtime writer's transactions
+        limiters: dict[str, RateLimiter] = {"memory": MemoryRateLimiter(), "sqlite": in_store}
         try:
             redis = RedisRateLimiter("redis://127.0.0.1:6379/0", prefix=f"botfactory:bench:{time.time_ns()}:")
             await redis.take([])

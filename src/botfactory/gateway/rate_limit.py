@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botfactory.config import GatewaySettings, RateLimitConfig, RateLimitSettings
 from botfactory.errors import ConfigError, MissingExtraError, StoreError
-from botfactory.store import BucketSpec, RateBucketStore
+from botfactory.store import BatchWriter, BucketSpec, RateBucketStore
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -160,6 +160,10 @@ class StoreRateLimiter:
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
         self._store = RateBucketStore(engine, clock=clock)
+
+    def write_through(self, writer: BatchWriter | None) -> None:
+        """Take tokens in the runtime writer's transactions (see :meth:`RateBucketStore.write_through`)."""
+        self._store.write_through(writer)
 
     async def take(self, buckets: Sequence[Bucket]) -> float:
         """Take one token from every bucket, or from none (see :meth:`RateLimiter.take`).

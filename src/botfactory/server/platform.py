@@ -26,6 +26,7 @@ from botfactory.channels import (
 )
 from botfactory.config import Settings
 from botfactory.errors import ConfigError
+from botfactory.gateway import StoreRateLimiter
 from botfactory.identity import ApiKeys, ClientCredentialsTokens, Credentials, OidcVerifier, Vault, load_master_key
 from botfactory.inference import Inference, InferenceStack, InstallProgress, start_inference
 from botfactory.memory import Embedder, IngestReport, KnowledgeBase, OnnxMiniLMEmbedder
@@ -192,6 +193,9 @@ class Platform:
             if gateway.audit is not None:  # audit rows join the runtime's transactions, off the event loop
                 gateway.audit.write_through(runtime_stack.queue.writer)
                 stack.callback(gateway.audit.write_through, None)  # before the writer stops; the last rows still land
+            if isinstance(gateway.rate_limiter, StoreRateLimiter):  # no second writer racing for SQLite's lock
+                gateway.rate_limiter.write_through(runtime_stack.queue.writer)
+                stack.callback(gateway.rate_limiter.write_through, None)
             gateway.approvals = runtime_stack.queue.approvals  # a turn waiting for one is parked in the same store
             if slack is not None and slack_deliverer is not None:  # Approve / Deny buttons in the thread
                 slack.interactions.register(APPROVAL_ACTION_PREFIX, approval_click_handler(slack_deliverer))

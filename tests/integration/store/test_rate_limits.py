@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from botfactory.config import RateLimitConfig, RateLimitSettings
 from botfactory.gateway import Bucket, StoreRateLimiter
 from botfactory.observability import BucketRetention
-from botfactory.store import BucketSpec, RateBucketStore, Store
+from botfactory.store import BatchWriter, BucketSpec, RateBucketStore, Store
 from botfactory.store.schema import rate_buckets
 
 T = TypeVar("T")
@@ -73,6 +73,30 @@ async def test_two_workers_never_take_more_than_the_capacity(
 
     assert sum(result == 0.0 for result in results) == 10
     assert all(result > 60 for result in results if result != 0.0)
+    assert (await tokens(first))["tool:github.search"] == pytest.approx(0.0, abs=1e-3)
+
+
+async def test_takes_through_a_runtime_writer_and_on_an_own_connection_share_one_bucket(
+    workers: tuple[Store, Store], opened: Callable[[Any], Any], database_url: str
+) -> None:
+    # As on the platform: the process serving the gateway takes through its runtime's writer, another worker
+    # process on its own connection; between them they never take more than the capacity.
+    first, second = workers
+    writer = BatchWriter(database_url)
+    through = opened(StoreRateLimiter(first.engine))
+    through.write_through(writer)
+    own = opened(StoreRateLimiter(second.engine))
+    bucket = Bucket(key="tool:github.search", per_minute=0.0001, capacity=10)
+    try:
+        results = await asyncio.gather(*((through if i % 2 else own).take([bucket]) for i in range(40)))
+        through_writer = writer.batches
+    finally:
+        through.write_through(None)
+        await writer.close()
+
+    assert sum(result == 0.0 for result in results) == 10
+    assert all(result > 60 for result in results if result != 0.0)
+    assert through_writer > 0  # the writer's transactions really took them
     assert (await tokens(first))["tool:github.search"] == pytest.approx(0.0, abs=1e-3)
 
 
