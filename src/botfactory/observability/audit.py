@@ -3,8 +3,9 @@
 The gateway hands each decided call to :meth:`AuditLog.record`, which returns at once: rows are written in
 batches by a background task (every ``flush_s``, or sooner when many are waiting), so auditing adds no database
 round trip to a tool call. Where the process runs a runtime, the batches join its writer's transactions
-(:meth:`AuditLog.write_through`), so no SQL runs on the event loop the tool calls share. :meth:`AuditLog.aclose` writes what is pending. A process killed with ``SIGKILL``
-loses at most the last ``flush_s`` of rows; the turn's own step records are durable regardless.
+(:meth:`AuditLog.write_through`), so no SQL runs on the event loop the tool calls share. :meth:`AuditLog.aclose`
+writes what is pending. A process killed with ``SIGKILL`` loses at most the last ``flush_s`` of rows; the turn's
+own step records are durable regardless.
 """
 
 from __future__ import annotations
