@@ -125,13 +125,15 @@ class AuditLog:
                     else:
                         await self._store.insert(self._built(batch))
                 except Exception:
-                    self._pending[:0] = batch  # kept for the next attempt, in order
+                    self._pending[:0] = batch  # kept for the next attempt, in order (rows already made stay made)
                     raise
 
     def _insert_on(self, connection: sa.Connection, batch: list[AuditRecord | Callable[[], AuditRecord]]) -> None:
         AuditStore.insert_on(connection, self._built(batch))
 
     def _built(self, batch: list[AuditRecord | Callable[[], AuditRecord]]) -> list[AuditRecord]:
+        """The batch's rows, made where still to be made; ``batch`` is left holding them, so an attempt that fails
+        after this makes no row twice (same ids, a broken one dropped and counted once)."""
         records = []
         for item in batch:
             if isinstance(item, AuditRecord):
@@ -142,6 +144,7 @@ class AuditLog:
             except Exception:  # a bug in making one row must not lose the others
                 self.dropped += 1
                 logger.exception("dropped=<%d> | an audit row could not be made; row dropped", self.dropped)
+        batch[:] = records
         return records
 
     async def list(self, query: AuditQuery) -> list[AuditRecord]:

@@ -33,7 +33,7 @@ from botfactory.gateway import (
     SideEffect,
 )
 from botfactory.observability import AuditLog
-from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, Store
+from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, Store, new_id
 
 pytestmark = pytest.mark.integration
 
@@ -397,3 +397,51 @@ async def test_a_row_that_cannot_be_made_is_dropped_and_counted_without_losing_t
     rows = await audit.list(AuditQuery(session_id="s1"))
     assert sorted(r.tool for r in rows) == ["a", "ccc"]
     assert audit.dropped == 1
+
+
+async def test_a_write_that_fails_is_retried_with_the_same_rows_and_no_row_made_twice(
+    audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+
+    def row() -> AuditRecord:
+        made.append("row")
+        return AuditRecord(
+            id=new_id(),
+            at=1.0,
+            principal=None,
+            bot="helper",
+            agent_path="helper",
+            tool="lookup",
+            arguments={},
+            decision="allow",
+            reasons=(),
+            approval=None,
+            outcome="ok",
+            error=None,
+            duration_ms=1.0,
+            session_id="s1",
+            turn_id="t1",
+            position=None,
+            trace_id=None,
+        )
+
+    def broken() -> AuditRecord:
+        raise ValueError("a bug in making the row")
+
+    real = AuditStore.insert_on
+    failures = [RuntimeError("the database went away for a moment")]
+
+    def flaky(connection: Any, records: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real(connection, records)
+
+    monkeypatch.setattr(AuditStore, "insert_on", staticmethod(flaky))
+    audit.record_later("lookup", row)
+    audit.record_later("lookup", broken)
+    with pytest.raises(Exception, match="went away"):
+        await audit.flush()
+    rows = await audit.list(AuditQuery(session_id="s1"))  # the retry
+    assert len(rows) == 1 and made == ["row"]  # made once, written once
+    assert audit.dropped == 1  # the broken row counted once, not once per attempt
