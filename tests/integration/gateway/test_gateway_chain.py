@@ -366,34 +366,37 @@ async def test_an_httpx_401_from_a_python_tool_counts_as_a_refused_credential(au
     assert (await only_row(audit)).outcome == "credential_rejected"
 
 
+def audit_row(tool: str) -> AuditRecord:
+    """A plain allowed-call row of session ``s1``, with a fresh id."""
+    return AuditRecord(
+        id=new_id(),
+        at=1.0,
+        principal=None,
+        bot="helper",
+        agent_path="helper",
+        tool=tool,
+        arguments={},
+        decision="allow",
+        reasons=(),
+        approval=None,
+        outcome="ok",
+        error=None,
+        duration_ms=1.0,
+        session_id="s1",
+        turn_id="t1",
+        position=None,
+        trace_id=None,
+    )
+
+
+def broken_row() -> AuditRecord:
+    raise ValueError("a bug in making the row")
+
+
 async def test_a_row_that_cannot_be_made_is_dropped_and_counted_without_losing_the_others(audit: AuditLog) -> None:
-    def row(tool: str) -> AuditRecord:
-        return AuditRecord(
-            id=f"00000000-0000-7000-8000-00000000000{len(tool)}",
-            at=1.0,
-            principal=None,
-            bot="helper",
-            agent_path="helper",
-            tool=tool,
-            arguments={},
-            decision="allow",
-            reasons=(),
-            approval=None,
-            outcome="ok",
-            error=None,
-            duration_ms=1.0,
-            session_id="s1",
-            turn_id="t1",
-            position=None,
-            trace_id=None,
-        )
-
-    def broken() -> AuditRecord:
-        raise ValueError("a bug in making the row")
-
-    audit.record_later("a", lambda: row("a"))
-    audit.record_later("bb", broken)
-    audit.record(row("ccc"))
+    audit.record_later("a", lambda: audit_row("a"))
+    audit.record_later("bb", broken_row)
+    audit.record(audit_row("ccc"))
     rows = await audit.list(AuditQuery(session_id="s1"))
     assert sorted(r.tool for r in rows) == ["a", "ccc"]
     assert audit.dropped == 1
@@ -406,28 +409,7 @@ async def test_a_write_that_fails_is_retried_with_the_same_rows_and_no_row_made_
 
     def row() -> AuditRecord:
         made.append("row")
-        return AuditRecord(
-            id=new_id(),
-            at=1.0,
-            principal=None,
-            bot="helper",
-            agent_path="helper",
-            tool="lookup",
-            arguments={},
-            decision="allow",
-            reasons=(),
-            approval=None,
-            outcome="ok",
-            error=None,
-            duration_ms=1.0,
-            session_id="s1",
-            turn_id="t1",
-            position=None,
-            trace_id=None,
-        )
-
-    def broken() -> AuditRecord:
-        raise ValueError("a bug in making the row")
+        return audit_row("lookup")
 
     real = AuditStore.insert_on
     failures = [RuntimeError("the database went away for a moment")]
@@ -439,7 +421,7 @@ async def test_a_write_that_fails_is_retried_with_the_same_rows_and_no_row_made_
 
     monkeypatch.setattr(AuditStore, "insert_on", staticmethod(flaky))
     audit.record_later("lookup", row)
-    audit.record_later("lookup", broken)
+    audit.record_later("lookup", broken_row)
     with pytest.raises(Exception, match="went away"):
         await audit.flush()
     rows = await audit.list(AuditQuery(session_id="s1"))  # the retry
