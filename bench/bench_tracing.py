@@ -11,7 +11,13 @@ the figure is complete turns per second of one worker process, as in ``bench_run
 - ``on``: the span store and the OTLP/HTTP exporter to a local receiver (in the parent process), which decodes
   and counts what it gets.
 
-Modes alternate for ``--rounds`` rounds; the best run of each mode is reported, and on/off is the ratio.
+As ``botfactory worker`` runs, the span store and the export are done by a span process (``[tracing]
+export_process``, the default; docs/tracing.md). ``BENCH_SPANS_IN_PROCESS=1`` measures them on the worker's own
+threads instead (``export_process = false``); ``BENCH_SPANS_THROUGH_WRITER=1`` also sends the rows through the
+runtime's writer, as ``up`` and ``serve`` do on SQLite.
+
+Modes alternate for ``--rounds`` rounds; the best run of each mode is reported, and on/off is the ratio. The CPU
+column is the worker process's own CPU time (all its threads, not the span process) per turn while it drains.
 
     python bench/bench_tracing.py [--sessions 300] [--messages 4] [--concurrency 32] [--rounds 2]
 """
@@ -81,32 +87,33 @@ async def child(
         await queued.aclose(grace_s=0)
 
         tracing = TracingSettings(store_spans=mode in ("store", "on"), otlp_endpoint=otlp if mode == "on" else None)
-        export = start_tracing(tracing, store.engine, cleanup=False)
+        # As a worker process runs: spans stored and exported by a span process (see the module docstring).
+        in_process = bool(os.environ.get("BENCH_SPANS_IN_PROCESS") or os.environ.get("BENCH_SPANS_THROUGH_WRITER"))
+        export = start_tracing(tracing, store.engine, cleanup=False, span_process_url=None if in_process else url)
         if mode == "sdk":
             span_router()
         stack = await start_runtime(
             settings, store=store, engine=engine, bots=bots, run_worker=True, listen=False, concurrency=concurrency
         )
         assert stack.worker is not None
-        # As a worker process runs: span rows on the span store's own connection. BENCH_SPANS_THROUGH_WRITER=1
-        # sends them through the runtime's writer instead, as processes that ack requests (up, serve) do.
         if export.store_sink is not None and os.environ.get("BENCH_SPANS_THROUGH_WRITER"):
             export.store_sink.write_through(stack.queue.writer)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while stack.worker.stats.turns_finished < messages:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         if export.store_sink is not None:
             export.store_sink.write_through(None)
         await stack.aclose(grace_s=0)
         flushed_at = time.perf_counter()
         await export.aclose()
         flush_s = time.perf_counter() - flushed_at
-        sink = export.store_sink
+        sink = export.store_sink or export.process_sink
         stored = len(await SpanStore(store.engine).for_session("s0")) * sessions if sink else 0
         return {
             "mode": mode,
             "turns_per_s": messages / elapsed,
+            "cpu_us_per_turn": cpu_s / messages * 1e6,
             "spans_written": sink.written if sink else 0,
             "spans_dropped": sink.dropped if sink else 0,
             "spans_per_turn_stored": stored / messages if messages else 0,
@@ -169,7 +176,7 @@ def main(sessions: int, per_session: int, concurrency: int, rounds: int, latency
         f"messages: {messages} ({sessions} sessions x {per_session}), worker concurrency {concurrency}, {rounds} rounds, "
         f"model latency {latency_ms:g} ms per call"
     )
-    print(f"{'tracing':<44} {'turns/s':>9} {'vs off':>8} {'spans/turn':>11} {'dropped':>8}")
+    print(f"{'tracing':<44} {'turns/s':>9} {'vs off':>8} {'CPU µs/turn':>12} {'spans/turn':>11} {'dropped':>8}")
     labels = {
         "off": "off (no provider)",
         "sdk": "SDK provider, spans recorded, no sink",
@@ -179,7 +186,7 @@ def main(sessions: int, per_session: int, concurrency: int, rounds: int, latency
     for mode in MODES:
         r = best[mode]
         print(
-            f"{labels[mode]:<44} {r['turns_per_s']:>9.0f} {r['turns_per_s'] / off:>8.3f} "
+            f"{labels[mode]:<44} {r['turns_per_s']:>9.0f} {r['turns_per_s'] / off:>8.3f} {r['cpu_us_per_turn']:>12.0f} "
             f"{r['spans_per_turn_stored']:>11.1f} {r['spans_dropped']:>8d}"
         )
     print(f"OTLP receiver: {receiver.spans} spans in {receiver.requests} requests (all rounds)")

@@ -27,6 +27,7 @@ from botfactory.observability.redaction import (
     redact_span,
 )
 from botfactory.observability.retention import AuditRetention, BucketRetention, SpanRetention
+from botfactory.observability.span_process import SpanProcessSink, SpanTargets
 from botfactory.observability.span_sink import SpanStoreSink, span_record
 from botfactory.observability.tracing import (
     GEN_AI_CONVERSATION_ID,
@@ -49,9 +50,11 @@ __all__ = [
     "Metrics",
     "Quarantine",
     "SafetyFlag",
+    "SpanProcessSink",
     "SpanRetention",
     "SpanRouter",
     "SpanStoreSink",
+    "SpanTargets",
     "ThrottleCache",
     "TracingExport",
     "TracingMiddleware",

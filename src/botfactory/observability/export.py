@@ -22,7 +22,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from opentelemetry import trace
@@ -35,10 +35,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from botfactory.config import TracingSettings
 from botfactory.observability.redaction import redact_span
 from botfactory.observability.retention import SpanRetention
+from botfactory.observability.span_process import SpanProcessSink, SpanTargets
 from botfactory.observability.span_sink import SpanStoreSink
 from botfactory.store import SpanStore
 
-__all__ = ["SpanRouter", "TracingExport", "otlp_processor", "span_router", "start_tracing"]
+__all__ = [
+    "SpanRouter",
+    "TracingExport",
+    "otlp_exporter",
+    "otlp_processor",
+    "otlp_traces_url",
+    "span_router",
+    "start_tracing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,17 +138,26 @@ def span_router(service_name: str = "botfactory") -> SpanRouter:
 
 def otlp_processor(settings: TracingSettings) -> BatchSpanProcessor | None:
     """A batching OTLP/HTTP exporter to ``{otlp_endpoint}/v1/traces``, or ``None`` when no endpoint is set."""
+    endpoint = otlp_traces_url(settings)
+    if endpoint is None:
+        return None
+    exporter = otlp_exporter(endpoint, settings.otlp_headers)
+    return _RedactingBatch(exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512)
+
+
+def otlp_traces_url(settings: TracingSettings) -> str | None:
+    """The collector's ``/v1/traces`` URL from ``[tracing] otlp_endpoint`` (a base URL or the full one)."""
     if not settings.otlp_endpoint:
         return None
+    endpoint = settings.otlp_endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+
+
+def otlp_exporter(endpoint: str, headers: Mapping[str, str]) -> SpanExporter:
+    """An OTLP/HTTP exporter to ``endpoint`` that redacts every batch before encoding it."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    endpoint = settings.otlp_endpoint.rstrip("/")
-    if not endpoint.endswith("/v1/traces"):
-        endpoint += "/v1/traces"
-    exporter = _RedactingExporter(
-        OTLPSpanExporter(endpoint=endpoint, headers=dict(settings.otlp_headers) or None, timeout=10)
-    )
-    return _RedactingBatch(exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512)
+    return _RedactingExporter(OTLPSpanExporter(endpoint=endpoint, headers=dict(headers) or None, timeout=10))
 
 
 class _RedactingExporter(SpanExporter):
@@ -175,8 +193,10 @@ class TracingExport:
 
     Attributes:
         router: The process's router; ``None`` when tracing is off.
-        store_sink: The span store sink, if spans are stored.
-        otlp: The OTLP exporter's processor, if an endpoint is configured.
+        store_sink: The span store sink, if spans are stored in this process.
+        otlp: The OTLP exporter's processor, if an endpoint is configured and spans are exported from this process.
+        process_sink: The sink handing spans to a child process that stores and exports them (instead of the two
+            above), if this process uses one.
         retention: The cleanup job, if this process runs it.
     """
 
@@ -187,10 +207,12 @@ class TracingExport:
         store_sink: SpanStoreSink | None,
         otlp: BatchSpanProcessor | None,
         retention: SpanRetention | None,
+        process_sink: SpanProcessSink | None = None,
     ) -> None:
         self.router = router
         self.store_sink = store_sink
         self.otlp = otlp
+        self.process_sink = process_sink
         self.retention = retention
 
     async def flush(self) -> None:
@@ -199,16 +221,20 @@ class TracingExport:
             await asyncio.to_thread(self.otlp.force_flush)
         if self.store_sink is not None:
             await self.store_sink.flush()
+        if self.process_sink is not None:
+            await self.process_sink.flush()
 
     async def aclose(self) -> None:
         """Stop receiving spans, then flush and stop each sink and the cleanup job."""
-        for sink in (self.store_sink, self.otlp):
+        for sink in (self.store_sink, self.otlp, self.process_sink):
             if sink is not None and self.router is not None:
                 self.router.remove(sink)
         if self.retention is not None:
             await self.retention.aclose()
         if self.store_sink is not None:
             await self.store_sink.aclose()
+        if self.process_sink is not None:
+            await self.process_sink.aclose()
         if self.otlp is not None:
             otlp = self.otlp
             with contextlib.suppress(Exception):  # an unreachable collector must not block the shutdown for long
@@ -222,6 +248,7 @@ def start_tracing(
     *,
     cleanup: bool,
     clock: Callable[[], float] = time.time,
+    span_process_url: str | None = None,
 ) -> TracingExport:
     """Register this platform's sinks on the process's router (call on the platform's event loop).
 
@@ -233,11 +260,34 @@ def start_tracing(
         engine: The platform's store engine (the span store's database).
         cleanup: Run the retention job here (the process that runs the worker).
         clock: Epoch seconds for the retention job (tests inject one).
+        span_process_url: The database URL for a span process: when given (and ``[tracing] export_process`` is
+            on), a child process stores and exports the spans instead of threads of this one. Pass it where span
+            rows need no turn-taking with this process's writes (a worker; any process on PostgreSQL), never for
+            an in-memory database.
     """
     if not settings.store_spans and not settings.otlp_endpoint:
         logger.info("tracing=<off> | neither store_spans nor otlp_endpoint is set")
         return TracingExport(None, store_sink=None, otlp=None, retention=None)
     router = span_router(settings.service_name)
+    retention: SpanRetention | None = None
+    if cleanup and settings.store_spans:
+        retention = SpanRetention(engine, retention_days=settings.retention_days, clock=clock)
+        retention.start()
+    if span_process_url is not None and settings.export_process:
+        targets = SpanTargets(
+            database_url=span_process_url if settings.store_spans else None,
+            otlp_endpoint=otlp_traces_url(settings),
+            otlp_headers=dict(settings.otlp_headers),
+        )
+        process_sink = SpanProcessSink(targets)
+        process_sink.start()
+        router.add(process_sink)
+        logger.info(
+            "store_spans=<%s>, otlp=<%s> | spans stored and exported from a child process",
+            settings.store_spans,
+            settings.otlp_endpoint or "off",
+        )
+        return TracingExport(router, store_sink=None, otlp=None, retention=retention, process_sink=process_sink)
     store_sink: SpanStoreSink | None = None
     if settings.store_spans:
         store_sink = SpanStoreSink(SpanStore(engine))
@@ -246,10 +296,6 @@ def start_tracing(
     otlp = otlp_processor(settings)
     if otlp is not None:
         router.add(otlp)
-    retention: SpanRetention | None = None
-    if cleanup and settings.store_spans:
-        retention = SpanRetention(engine, retention_days=settings.retention_days, clock=clock)
-        retention.start()
     logger.info(
         "store_spans=<%s>, otlp=<%s> | tracing sinks registered",
         settings.store_spans,

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from opentelemetry.context import Context
@@ -26,11 +26,11 @@ from opentelemetry.trace import StatusCode
 from botfactory.observability.redaction import redact_span
 from botfactory.store import BatchWriter, SpanRecord, SpanStore
 
-__all__ = ["SpanStoreSink", "span_record"]
+__all__ = ["BufferedSpanSink", "SpanStoreSink", "redacted_records", "span_record"]
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_MAX_QUEUE: Final = 20_000
+DEFAULT_MAX_QUEUE: Final = 20_000
 _BATCH: Final = 512
 _PLAIN: Final = frozenset({str, int, bool})
 _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
@@ -46,7 +46,7 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _records(spans: Sequence[ReadableSpan]) -> list[SpanRecord]:
+def redacted_records(spans: Sequence[ReadableSpan]) -> list[SpanRecord]:
     """Finished spans as redacted store rows (a span that cannot be redacted is left out)."""
     records = []
     for span in spans:
@@ -99,13 +99,14 @@ def span_record(span: ReadableSpan) -> SpanRecord | None:
     )
 
 
-class SpanStoreSink(SpanProcessor):
-    """A span processor that keeps finished spans, redacted, in a :class:`SpanStore`.
+class BufferedSpanSink(SpanProcessor):
+    """A span processor that buffers finished spans and has a task on the platform's loop :meth:`flush` them.
 
-    Start it on the loop that owns the store with :meth:`start`; stop it with :meth:`aclose`.
+    :meth:`on_end` only appends (no lock, no I/O, no redaction), from whichever thread ends a span; the task drains
+    the buffer every ``flush_s``, sooner when a batch is full. When the buffer is full new spans are dropped,
+    counted (:attr:`dropped`) and logged. Start it with :meth:`start` on the loop; :meth:`aclose` flushes and stops.
 
     Args:
-        store: Where rows go.
         flush_s: Longest a span waits in the buffer.
         max_queue: Spans buffered at most; beyond it new spans are dropped (and counted).
     """
@@ -113,8 +114,7 @@ class SpanStoreSink(SpanProcessor):
     redacts: Final = True
     """It redacts spans itself, off the event loop (the router passes them as recorded)."""
 
-    def __init__(self, store: SpanStore, *, flush_s: float = 0.5, max_queue: int = _DEFAULT_MAX_QUEUE) -> None:
-        self._store = store
+    def __init__(self, *, flush_s: float, max_queue: int) -> None:
         self._flush_s = flush_s
         self._max_queue = max_queue
         self._buffer: collections.deque[ReadableSpan] = collections.deque()
@@ -122,28 +122,16 @@ class SpanStoreSink(SpanProcessor):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._writing = asyncio.Lock()
-        self._writer: BatchWriter | None = None
         self.dropped = 0
-        """Spans dropped because the buffer was full (the database did not keep up)."""
+        """Spans lost: the buffer was full, or they could not be written."""
         self.written = 0
         """Spans written so far."""
 
-    def write_through(self, writer: BatchWriter | None) -> None:
-        """Insert rows as transactions of ``writer`` (the runtime's) instead of on a connection of their own
-        (``None``: on their own again, e.g. before that writer closes).
-
-        On SQLite only one connection writes at a time, and one that finds the file locked sleeps (1, 2, 5, 10,
-        … ms) before trying again: a span insert racing the runtime's batches delayed both, and with them the
-        acks waiting for their inbox rows. Through the writer they take turns instead.
-        """
-        self._writer = writer
-
     def start(self) -> None:
-        """Start the background writer on the running loop."""
+        """Start the background task on the running loop."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._task = self._loop.create_task(self._run(), name="botfactory-span-store")
+        self._task = self._loop.create_task(self._run(), name=f"botfactory-{type(self).__name__}")
 
     # SpanProcessor: called by the SDK from whichever thread ends a span.
 
@@ -155,16 +143,16 @@ class SpanStoreSink(SpanProcessor):
         if self._closing:
             return
         if len(self._buffer) >= self._max_queue:
-            self.dropped += 1
+            self._count(0, 1)
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.warning("dropped=<%d> | span store buffer full; spans dropped", self.dropped)
+                logger.warning("dropped=<%d> | span buffer full; spans dropped", self.dropped)
             return
         self._buffer.append(span)
         if len(self._buffer) == _BATCH and self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def shutdown(self) -> None:
-        """Stop accepting spans (the writer is stopped by :meth:`aclose`)."""
+        """Stop accepting spans (the task is stopped by :meth:`aclose`)."""
         self._closing = True
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -173,12 +161,76 @@ class SpanStoreSink(SpanProcessor):
 
     async def flush(self) -> int:
         """Write every buffered span now; returns how many were written."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop accepting spans, write what is buffered and stop the background task."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            await asyncio.gather(task, return_exceptions=True)
+        await self.flush()
+
+    def _batches(self) -> Iterator[list[ReadableSpan]]:
+        """The buffer, taken in batches as it is drained."""
+        while self._buffer:
+            yield [self._buffer.popleft() for _ in range(min(_BATCH, len(self._buffer)))]
+
+    async def _flush_round(self) -> None:
+        await self.flush()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_s)
+            self._wake.clear()
+            try:
+                await self._flush_round()
+            except Exception:  # never let the task die: the next round tries again
+                logger.warning("sink=<%s> | writing spans failed", type(self).__name__, exc_info=True)
+
+    def _count(self, written: int, dropped: int) -> None:
+        self.written += written
+        self.dropped += dropped
+
+
+class SpanStoreSink(BufferedSpanSink):
+    """A span processor that keeps finished spans, redacted, in a :class:`SpanStore`.
+
+    Start it on the loop that owns the store with :meth:`start`; stop it with :meth:`aclose`.
+
+    Args:
+        store: Where rows go.
+        flush_s: Longest a span waits in the buffer.
+        max_queue: Spans buffered at most; beyond it new spans are dropped (and counted).
+    """
+
+    def __init__(self, store: SpanStore, *, flush_s: float = 0.5, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+        super().__init__(flush_s=flush_s, max_queue=max_queue)
+        self._store = store
+        self._writing = asyncio.Lock()
+        self._writer: BatchWriter | None = None
+
+    def write_through(self, writer: BatchWriter | None) -> None:
+        """Insert rows as transactions of ``writer`` (the runtime's) instead of on a connection of their own
+        (``None``: on their own again, e.g. before that writer closes).
+
+        On SQLite only one connection writes at a time, and one that finds the file locked sleeps (1, 2, 5, 10,
+        … ms) before trying again: a span insert racing the runtime's batches delayed both, and with them the
+        acks waiting for their inbox rows. Through the writer they take turns instead.
+        """
+        self._writer = writer
+
+    async def flush(self) -> int:
+        """Write every buffered span now; returns how many were written."""
         written = 0
         async with self._writing:
-            while self._buffer:
-                batch = [self._buffer.popleft() for _ in range(min(_BATCH, len(self._buffer)))]
+            for batch in self._batches():
                 # Redacting and converting is CPU work: on a thread, not the event loop turns run on.
-                records = await asyncio.to_thread(_records, batch)
+                records = await asyncio.to_thread(redacted_records, batch)
                 await self._insert(records)
                 written += len(records)
         return written
@@ -194,21 +246,3 @@ class SpanStoreSink(SpanProcessor):
             self.dropped += len(records)
             return
         self.written += len(records)
-
-    async def aclose(self) -> None:
-        """Stop accepting spans, write what is buffered and stop the background task."""
-        self._closing = True
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            await asyncio.gather(task, return_exceptions=True)
-        await self.flush()
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_s)
-            self._wake.clear()
-            await self.flush()

@@ -113,7 +113,12 @@ class Platform:
             store = await Store.open(settings.resolved_database_url)
             stack.push_async_callback(store.close)
             # Spans go to the span store and the OTLP collector from here until the store closes (flushed first).
-            tracing = start_tracing(settings.tracing, store.engine, cleanup=role != "serve" and start_models)
+            tracing = start_tracing(
+                settings.tracing,
+                store.engine,
+                cleanup=role != "serve" and start_models,
+                span_process_url=_span_process_url(settings, store, role),
+            )
             stack.push_async_callback(tracing.aclose)
             if role != "serve" and start_models:  # the process that runs the worker keeps the audit log trimmed
                 audit_retention = AuditRetention(store.engine, retention_s=settings.gateway.audit_retention_s)
@@ -275,3 +280,14 @@ async def open_knowledge(
         report = await knowledge.ingest(SUPPORT_DOCS_DIR, progress=seed_progress)
         logger.info("kb=<%s>, documents=<%d> | seeded with the shipped docs", DEFAULT_KB, report.added)
     return knowledge, report
+
+
+def _span_process_url(settings: Settings, store: Store, role: Role) -> str | None:
+    """The database a span process may write to, where one should: a worker's (its span rows need no turns with
+    its own writes), and any process's on PostgreSQL. Processes that ack requests on SQLite write span rows through
+    the runtime's writer instead (SQLite has one writer at a time), and an in-memory database has no second reader.
+    """
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite" and (role != "worker" or not url.database or "memory" in url.database):
+        return None
+    return settings.resolved_database_url
