@@ -12,9 +12,9 @@ the figure is complete turns per second of one worker process, as in ``bench_run
   and counts what it gets.
 
 As ``botfactory worker`` runs, the span store and the export are done by a span process (``[tracing]
-export_process``, the default; docs/tracing.md). ``BENCH_SPANS_IN_PROCESS=1`` measures them on the worker's own
-threads instead (``export_process = false``); ``BENCH_SPANS_THROUGH_WRITER=1`` also sends the rows through the
-runtime's writer, as ``up`` and ``serve`` do on SQLite.
+export_process``, the default; docs/tracing.md). ``BENCH_SPANS_IN_PROCESS=1`` measures both on the worker's own
+threads instead (``export_process = false``); ``BENCH_SPANS_THROUGH_WRITER=1`` measures what ``up`` and ``serve``
+do on SQLite: rows written by this process through the runtime's writer, the export by a span process.
 
 Modes alternate for ``--rounds`` rounds; the best run of each mode is reported, and on/off is the ratio. The CPU
 column is the worker process's own CPU time (all its threads, not the span process) per turn while it drains.
@@ -86,17 +86,23 @@ async def child(
             )
         await queued.aclose(grace_s=0)
 
-        tracing = TracingSettings(store_spans=mode in ("store", "on"), otlp_endpoint=otlp if mode == "on" else None)
         # As a worker process runs: spans stored and exported by a span process (see the module docstring).
-        in_process = bool(os.environ.get("BENCH_SPANS_IN_PROCESS") or os.environ.get("BENCH_SPANS_THROUGH_WRITER"))
-        export = start_tracing(tracing, store.engine, cleanup=False, span_process_url=None if in_process else url)
+        in_process = bool(os.environ.get("BENCH_SPANS_IN_PROCESS"))
+        through_writer = bool(os.environ.get("BENCH_SPANS_THROUGH_WRITER"))
+        tracing = TracingSettings(
+            store_spans=mode in ("store", "on"),
+            otlp_endpoint=otlp if mode == "on" else None,
+            export_process=not in_process,
+        )
+        span_process_url = None if in_process or through_writer else url
+        export = start_tracing(tracing, store.engine, cleanup=False, span_process_url=span_process_url)
         if mode == "sdk":
             span_router()
         stack = await start_runtime(
             settings, store=store, engine=engine, bots=bots, run_worker=True, listen=False, concurrency=concurrency
         )
         assert stack.worker is not None
-        if export.store_sink is not None and os.environ.get("BENCH_SPANS_THROUGH_WRITER"):
+        if export.store_sink is not None and through_writer:
             export.store_sink.write_through(stack.queue.writer)
         started, cpu_started = time.perf_counter(), time.process_time()
         while stack.worker.stats.turns_finished < messages:  # noqa: ASYNC110 - polling a counter

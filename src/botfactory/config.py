@@ -298,8 +298,9 @@ class TracingSettings(BaseModel):
     """Record prompts and completions on spans for every bot; a bot can opt in on its own (``record_content``)."""
     service_name: str = "botfactory"
     export_process: bool = True
-    """Store and export spans from a child process (``botfactory worker``, and every process on PostgreSQL), so
-    redaction, span rows and OTLP encoding do not take the turns' CPU; ``false``: threads of the process do it."""
+    """Send the OTLP export, and where it may write the span store (``botfactory worker``; every process on
+    PostgreSQL), from a child process, so redaction, span rows and OTLP encoding do not take the turns' CPU;
+    ``false``: threads of the process do it."""
 
 
 class MetricsSettings(BaseModel):

@@ -261,9 +261,9 @@ def start_tracing(
         cleanup: Run the retention job here (the process that runs the worker).
         clock: Epoch seconds for the retention job (tests inject one).
         span_process_url: The database URL for a span process: when given (and ``[tracing] export_process`` is
-            on), a child process stores and exports the spans instead of threads of this one. Pass it where span
-            rows need no turn-taking with this process's writes (a worker; any process on PostgreSQL), never for
-            an in-memory database.
+            on), a child process stores the spans instead of threads of this one. Pass it where span rows need no
+            turn-taking with this process's writes (a worker; any process on PostgreSQL), never for an in-memory
+            database. The OTLP export goes through a span process whenever ``export_process`` is on.
     """
     if not settings.store_spans and not settings.otlp_endpoint:
         logger.info("tracing=<off> | neither store_spans nor otlp_endpoint is set")
@@ -273,32 +273,30 @@ def start_tracing(
     if cleanup and settings.store_spans:
         retention = SpanRetention(engine, retention_days=settings.retention_days, clock=clock)
         retention.start()
-    if span_process_url is not None and settings.export_process:
+    otlp_url = otlp_traces_url(settings)
+    in_child = settings.export_process
+    store_in_child = in_child and settings.store_spans and span_process_url is not None
+    process_sink: SpanProcessSink | None = None
+    if store_in_child or (in_child and otlp_url is not None):
         targets = SpanTargets(
-            database_url=span_process_url if settings.store_spans else None,
-            otlp_endpoint=otlp_traces_url(settings),
+            database_url=span_process_url if store_in_child else None,
+            otlp_endpoint=otlp_url,
             otlp_headers=dict(settings.otlp_headers),
         )
         process_sink = SpanProcessSink(targets)
         process_sink.start()
         router.add(process_sink)
-        logger.info(
-            "store_spans=<%s>, otlp=<%s> | spans stored and exported from a child process",
-            settings.store_spans,
-            settings.otlp_endpoint or "off",
-        )
-        return TracingExport(router, store_sink=None, otlp=None, retention=retention, process_sink=process_sink)
     store_sink: SpanStoreSink | None = None
-    if settings.store_spans:
+    if settings.store_spans and not store_in_child:
         store_sink = SpanStoreSink(SpanStore(engine))
         store_sink.start()
         router.add(store_sink)
-    otlp = otlp_processor(settings)
+    otlp = otlp_processor(settings) if process_sink is None else None
     if otlp is not None:
         router.add(otlp)
     logger.info(
-        "store_spans=<%s>, otlp=<%s> | tracing sinks registered",
-        settings.store_spans,
-        settings.otlp_endpoint or "off",
+        "store=<%s>, otlp=<%s> | tracing sinks registered",
+        "span process" if store_in_child else "this process" if store_sink is not None else "off",
+        ("span process" if process_sink is not None else "this process") if otlp_url else "off",
     )
-    return TracingExport(router, store_sink=store_sink, otlp=otlp, retention=retention)
+    return TracingExport(router, store_sink=store_sink, otlp=otlp, retention=retention, process_sink=process_sink)

@@ -110,6 +110,26 @@ async def test_start_tracing_uses_a_child_process_only_when_given_a_database_and
             await off.aclose()
 
 
+async def test_the_otlp_export_goes_through_a_span_process_while_the_span_store_stays_in_this_one(
+    sqlite_url: str,
+) -> None:
+    async with await Store.open(sqlite_url) as store:
+        with otlp_receiver() as receiver:
+            export = start_tracing(TracingSettings(otlp_endpoint=receiver.url), store.engine, cleanup=False)
+            try:
+                assert export.process_sink is not None and export.store_sink is not None and export.otlp is None
+                assert export.router is not None
+                export.router.on_end(_span(1, **{"botfactory.user": "grace@example.com"}))
+                await export.flush()
+            finally:
+                await export.aclose()
+            exported = list(receiver.spans)
+        rows = await SpanStore(store.engine).for_session("s1")
+    assert [s.name for s in exported] == ["span 1"] and exported[0].attributes["botfactory.user"] == "***"
+    assert [r.name for r in rows] == ["span 1"] and rows[0].attributes["botfactory.user"] == "***"
+    assert export.process_sink.written == 1 and export.store_sink.written == 1
+
+
 @pytest.mark.parametrize(
     ("role", "memory", "expected"),
     [("worker", False, True), ("all", False, False), ("serve", False, False), ("worker", True, False)],
