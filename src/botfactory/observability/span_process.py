@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -407,6 +408,10 @@ def child_main() -> None:
     sys.stdout = sys.stderr  # nothing but answers may reach the parent's pipe
     with contextlib.suppress(OSError):
         os.nice(_NICENESS)  # background work: when the cores are busy, turns and acks go first
+    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group: the child follows its
+    # parent instead, which writes the last spans and closes the pipe as it shuts down (or dies: end of input).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     targets = _read_frame(stdin)
     if not isinstance(targets, SpanTargets):

@@ -94,6 +94,26 @@ async def test_a_child_that_dies_is_replaced_and_the_spans_it_had_not_written_ar
         assert names == ["span 1", "span 4"]
 
 
+async def test_the_child_ignores_ctrl_c_and_sigterm_and_stops_with_its_parent(sqlite_url: str) -> None:
+    async with await Store.open(sqlite_url) as store:
+        sink = SpanProcessSink(SpanTargets(database_url=sqlite_url), flush_s=60)
+        sink.start()
+        try:
+            sink.on_end(_span(1))
+            assert await sink.flush() == 1  # the child is up and has set its signal handling
+            child = sink.child_pid
+            assert child is not None
+            os.kill(child, signal.SIGINT)  # as a terminal's Ctrl-C, sent to the whole process group
+            os.kill(child, signal.SIGTERM)  # as a service manager stopping the unit
+            await asyncio.sleep(0.3)
+            sink.on_end(_span(2))
+            assert await sink.flush() == 1 and sink.child_pid == child  # the same child wrote it
+        finally:
+            await sink.aclose()
+        assert sink.dropped == 0 and sink.child_pid is None
+        assert len(await SpanStore(store.engine).for_session("s1")) == 2
+
+
 async def test_start_tracing_uses_a_child_process_only_when_given_a_database_and_allowed(sqlite_url: str) -> None:
     async with await Store.open(sqlite_url) as store:
         on = start_tracing(TracingSettings(), store.engine, cleanup=False, span_process_url=sqlite_url)
