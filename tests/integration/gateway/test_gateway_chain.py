@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.audit_rows import make_audit_row
 
 from botfactory.config import RateLimitConfig, RateLimitSettings
 from botfactory.errors import (
@@ -33,7 +34,7 @@ from botfactory.gateway import (
     SideEffect,
 )
 from botfactory.observability import AuditLog
-from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, Store, new_id
+from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, Store
 
 pytestmark = pytest.mark.integration
 
@@ -368,25 +369,7 @@ async def test_an_httpx_401_from_a_python_tool_counts_as_a_refused_credential(au
 
 def audit_row(tool: str) -> AuditRecord:
     """A plain allowed-call row of session ``s1``, with a fresh id."""
-    return AuditRecord(
-        id=new_id(),
-        at=1.0,
-        principal=None,
-        bot="helper",
-        agent_path="helper",
-        tool=tool,
-        arguments={},
-        decision="allow",
-        reasons=(),
-        approval=None,
-        outcome="ok",
-        error=None,
-        duration_ms=1.0,
-        session_id="s1",
-        turn_id="t1",
-        position=None,
-        trace_id=None,
-    )
+    return make_audit_row(bot="helper", agent_path="helper", tool=tool)
 
 
 def broken_row() -> AuditRecord:

@@ -7,9 +7,10 @@ import asyncio
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, TraceFlags
+from tests.audit_rows import make_audit_row
 
 from botfactory.observability import AuditRetention, SpanRetention, SpanStoreSink
-from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, SpanStore, Store, new_id
+from botfactory.store import AuditQuery, AuditRecord, AuditStore, BatchWriter, SpanStore, Store
 
 DAY = 86_400.0
 NOW = 1_700_000_000.0
@@ -93,25 +94,7 @@ async def test_the_retention_job_deletes_spans_older_than_the_retention_period(s
 
 async def test_the_audit_retention_job_deletes_rows_older_than_audit_retention(store: Store) -> None:
     def row(at: float) -> AuditRecord:
-        return AuditRecord(
-            id=new_id(),
-            at=at,
-            principal="slack:T1:U1",
-            bot="support",
-            agent_path="support",
-            tool="search_docs",
-            arguments={},
-            decision="allow",
-            reasons=(),
-            approval=None,
-            outcome="ok",
-            error=None,
-            duration_ms=1.0,
-            session_id="s1",
-            turn_id="t1",
-            position=1,
-            trace_id=None,
-        )
+        return make_audit_row(at=at, principal="slack:T1:U1", position=1)
 
     audit = AuditStore(store.engine)
     await audit.insert([row(NOW - 91 * DAY), row(NOW - 89 * DAY), row(NOW)])

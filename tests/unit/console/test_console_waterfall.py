@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.audit_rows import make_audit_row
+
 from botfactory.console._waterfall import from_spans, from_steps, spans_by_turn
 from botfactory.store import AuditRecord, SpanRecord, StepRecord
 
@@ -24,24 +26,16 @@ def step(position: int, path: str, kind: str, name: str, start: float, end: floa
 
 
 def audit(position: int, tool: str, *, decision: str = "allow", outcome: str = "ok", at: float = 0.0) -> AuditRecord:
-    return AuditRecord(
+    return make_audit_row(
         id=f"a{position}",
         at=at,
-        principal=None,
-        bot="support",
         agent_path="support/knowledge",
         tool=tool,
-        arguments={},
         decision=decision,
-        reasons=(),
-        approval=None,
         outcome=outcome,
-        error=None,
         duration_ms=5.0,
         session_id="s",
-        turn_id="t1",
         position=position,
-        trace_id=None,
     )
 
 
