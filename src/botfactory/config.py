@@ -297,6 +297,10 @@ class TracingSettings(BaseModel):
     record_content: bool = False
     """Record prompts and completions on spans for every bot; a bot can opt in on its own (``record_content``)."""
     service_name: str = "botfactory"
+    provider: Literal["botfactory", "sdk"] = "botfactory"
+    """The tracer provider installed when none is: ``botfactory`` records spans with botfactory's own implementation
+    of the OpenTelemetry API (a few µs per span); ``sdk`` with the OpenTelemetry SDK's (its samplers and limits,
+    configured by ``OTEL_*`` variables). A provider installed before botfactory starts is always kept."""
     export_process: bool = True
     """Send the OTLP export, and where it may write the span store (``botfactory worker``; every process on
     PostgreSQL), from a child process, so redaction, span rows and OTLP encoding do not take the turns' CPU;

@@ -121,20 +121,20 @@ async def store(database_url: str, clock: TickingClock) -> AsyncIterator[Store]:
 
 @pytest.fixture(scope="session")
 def _span_exporter() -> Any:
-    """One in-memory span exporter behind the process's tracer provider (OpenTelemetry allows setting it once)."""
+    """One in-memory span exporter behind the process's tracer provider (OpenTelemetry allows setting it once).
+
+    The provider is the one botfactory installs (:func:`~botfactory.observability.span_router`), so tests record
+    spans as the platform does; the exporter gets them as recorded, before redaction.
+    """
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from botfactory.observability import span_router
+
     exporter = InMemorySpanExporter()
-    installed = trace.get_tracer_provider()
-    if isinstance(installed, TracerProvider):  # a platform started earlier installed it (botfactory's span router)
-        installed.add_span_processor(SimpleSpanProcessor(exporter))
-        return exporter
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    span_router()  # installs botfactory's provider unless a platform started earlier did
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[attr-defined]
     return exporter
 
 

@@ -1,8 +1,10 @@
-"""Where spans go: one process-wide router on the OpenTelemetry SDK provider, and each platform's sinks behind it.
+"""Where spans go: one process-wide router on the tracer provider, and each platform's sinks behind it.
 
-OpenTelemetry allows one global tracer provider per process. :func:`span_router` makes sure there is an SDK
-provider (installing one with ``service.name`` from ``[tracing]`` when none is, or adding to the one a test or
-``opentelemetry-instrument`` installed) and attaches a single :class:`SpanRouter` to it, once. Each platform then
+OpenTelemetry allows one global tracer provider per process. :func:`span_router` makes sure there is one that
+takes span processors (installing botfactory's :class:`~botfactory.observability.recorder.FastTracerProvider`, or
+the SDK's with ``[tracing] provider = "sdk"``, with ``service.name`` from ``[tracing]`` when none is; adding to the
+SDK provider a test or ``opentelemetry-instrument`` installed) and attaches a single :class:`SpanRouter` to it,
+once. Each platform then
 registers its sinks on the router when it starts and removes them when it stops (:func:`start_tracing`), so
 several platforms in one process (tests) each get their own OTLP exporter and span store:
 
@@ -33,6 +35,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botfactory.config import TracingSettings
+from botfactory.observability.recorder import FastTracerProvider
 from botfactory.observability.redaction import redact_span
 from botfactory.observability.retention import SpanRetention
 from botfactory.observability.span_process import SpanProcessSink, SpanTargets
@@ -62,7 +65,7 @@ class SpanRouter(SpanProcessor):
         self._redact = redact
         self._sinks: tuple[SpanProcessor, ...] = ()  # replaced, never mutated: on_end reads it without a lock
         self._lock = threading.Lock()
-        self.attached_to: TracerProvider | None = None
+        self.attached_to: TracerProvider | FastTracerProvider | None = None
 
     @property
     def sinks(self) -> tuple[SpanProcessor, ...]:
@@ -109,24 +112,32 @@ class SpanRouter(SpanProcessor):
         return all(sink.force_flush(timeout_millis) for sink in self._sinks)
 
 
-def span_router(service_name: str = "botfactory") -> SpanRouter:
-    """The process's span router, attached to the global SDK tracer provider (installed here if there is none).
+def span_router(service_name: str = "botfactory", provider_kind: str = "botfactory") -> SpanRouter:
+    """The process's span router, attached to the global tracer provider (installed here if there is none).
 
-    A provider that is not the SDK's (a vendor's own) cannot take processors: botfactory's sinks then receive
-    nothing, which is logged once.
+    Args:
+        service_name: ``service.name`` of the provider installed here.
+        provider_kind: Which provider to install when none is: ``botfactory`` (a
+            :class:`~botfactory.observability.recorder.FastTracerProvider`) or ``sdk`` (the OpenTelemetry SDK's).
+
+    A provider that is neither (a vendor's own) cannot take processors: botfactory's sinks then receive nothing,
+    which is logged.
     """
     global _ROUTER
     with _LOCK:
         router = _ROUTER if _ROUTER is not None else SpanRouter()
         _ROUTER = router
         provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
-            installed = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        if not isinstance(provider, TracerProvider | FastTracerProvider):
+            resource = Resource.create({SERVICE_NAME: service_name})
+            installed = (
+                FastTracerProvider(resource) if provider_kind == "botfactory" else TracerProvider(resource=resource)
+            )
             trace.set_tracer_provider(installed)  # a no-op (logged by OpenTelemetry) if another thread won the race
             provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
+        if not isinstance(provider, TracerProvider | FastTracerProvider):
             logger.warning(
-                "provider=<%s> | the installed tracer provider is not the OpenTelemetry SDK's; "
+                "provider=<%s> | the installed tracer provider is neither botfactory's nor the OpenTelemetry SDK's; "
                 "botfactory's span store and OTLP export stay empty",
                 type(provider).__name__,
             )
@@ -268,7 +279,7 @@ def start_tracing(
     if not settings.store_spans and not settings.otlp_endpoint:
         logger.info("tracing=<off> | neither store_spans nor otlp_endpoint is set")
         return TracingExport(None, store_sink=None, otlp=None, retention=None)
-    router = span_router(settings.service_name)
+    router = span_router(settings.service_name, settings.provider)
     retention: SpanRetention | None = None
     if cleanup and settings.store_spans:
         retention = SpanRetention(engine, retention_days=settings.retention_days, clock=clock)
