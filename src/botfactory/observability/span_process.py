@@ -50,6 +50,10 @@ _START_TIMEOUT_S: Final = 60.0
 _CLOSE_TIMEOUT_S: Final = 30.0
 _RESTART_AFTER_S: Final = 5.0
 _NICENESS: Final = 10
+_ROWS_PER_TRANSACTION: Final = 64
+"""Span rows per transaction in the child: short ones, so the platform's own writes (on SQLite, one writer at a
+time) never wait long behind the span store."""
+_BETWEEN_TRANSACTIONS_S: Final = 0.002
 
 PackedSpan = tuple[Any, ...]
 
@@ -387,12 +391,17 @@ async def _serve(targets: SpanTargets, stdin: IO[bytes], stdout: IO[bytes]) -> N
             if store is not None:
                 records = redacted_records(spans)
                 dropped += len(spans) - len(records)
-                try:
-                    await SpanStore(store.engine).insert(records)
-                    written += len(records)
-                except Exception:  # the console loses these spans; the next batch tries again
-                    logger.warning("spans=<%d> | span store write failed; spans dropped", len(records), exc_info=True)
-                    dropped += len(records)
+                span_store = SpanStore(store.engine)
+                for start in range(0, len(records), _ROWS_PER_TRANSACTION):
+                    if start:
+                        await asyncio.sleep(_BETWEEN_TRANSACTIONS_S)  # a writer waiting for the lock gets it now
+                    chunk = records[start : start + _ROWS_PER_TRANSACTION]
+                    try:
+                        await span_store.insert(chunk)
+                        written += len(chunk)
+                    except Exception:  # the console loses these spans; the next chunk tries again
+                        logger.warning("spans=<%d> | span store write failed; spans dropped", len(chunk), exc_info=True)
+                        dropped += len(chunk)
             _write_frame(stdout, ("done", seq, written, dropped))
     finally:
         if exporter is not None:

@@ -94,6 +94,21 @@ async def test_a_child_that_dies_is_replaced_and_the_spans_it_had_not_written_ar
         assert names == ["span 1", "span 4"]
 
 
+async def test_a_batch_larger_than_one_of_the_childs_transactions_is_written_in_full(sqlite_url: str) -> None:
+    async with await Store.open(sqlite_url) as store:
+        sink = SpanProcessSink(SpanTargets(database_url=sqlite_url), flush_s=60)
+        sink.start()
+        try:
+            for span_id in range(1, 301):  # one batch, several of the child's transactions
+                sink.on_end(_span(span_id))
+            assert await sink.flush() == 300
+        finally:
+            await sink.aclose()
+        assert sink.dropped == 0
+        rows = await SpanStore(store.engine).for_session("s1")
+        assert [r.name for r in rows] == [f"span {i}" for i in range(1, 301)]
+
+
 async def test_the_child_ignores_ctrl_c_and_sigterm_and_stops_with_its_parent(sqlite_url: str) -> None:
     async with await Store.open(sqlite_url) as store:
         sink = SpanProcessSink(SpanTargets(database_url=sqlite_url), flush_s=60)
