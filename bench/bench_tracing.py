@@ -1,13 +1,13 @@
 """Tracing overhead: durable runtime throughput with tracing on vs off, measured in the same run.
 
 Each mode runs in a fresh child process (OpenTelemetry allows one tracer provider per process), on its own SQLite
-file, with the same bot: one agent on a zero-latency scripted model that calls one tool, then answers (spans per
+file (or, with ``--postgres``, its own new PostgreSQL database), with the same bot: one agent on a zero-latency scripted model that calls one tool, then answers (spans per
 turn: inbox wait, turn, invoke_agent, two chat, execute_tool, policy decision). Messages are queued beforehand;
 the figure is complete turns per second of one worker process, as in ``bench_runtime.py``.
 
 - ``off``: ``[tracing] store_spans = false`` and no ``otlp_endpoint``: no tracer provider, spans are no-ops.
 - ``record``: the tracer provider and botfactory's router, no sink (the cost of recording spans at all).
-- ``store``: the span store only (spans batched into the same SQLite database).
+- ``store``: the span store only (spans batched into the same database).
 - ``on``: the span store and the OTLP/HTTP exporter to a local receiver (in the parent process), which decodes
   and counts what it gets.
 
@@ -23,21 +23,24 @@ the median over rounds of the mode's ratio to the ``off`` run of the same round 
 from: on a shared machine the speed drifts between rounds more than tracing changes it). The CPU column is the
 worker process's own CPU time (all its threads, not the span process) per turn while it drains, in its best run.
 
-    python bench/bench_tracing.py [--sessions 300] [--messages 4] [--concurrency 32] [--rounds 2]
+    python bench/bench_tracing.py [--sessions 300] [--messages 4] [--concurrency 32] [--rounds 2] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -167,19 +170,40 @@ class _Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def main(sessions: int, per_session: int, concurrency: int, rounds: int, latency_ms: float) -> None:
+@contextlib.contextmanager
+def _database(directory: str, name: str, postgres: str | None) -> Iterator[str]:
+    """A fresh database for one run: a SQLite file in ``directory``, or a new PostgreSQL database (dropped after)."""
+    if postgres is None:
+        yield f"sqlite:///{Path(directory) / f'{name}.db'}"
+        return
+    import psycopg
+    import sqlalchemy as sa
+    from psycopg import sql
+
+    database = f"botfactory_bench_{name.replace('-', '_')}_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        try:
+            yield sa.make_url(postgres).set(database=database).render_as_string(hide_password=False)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def main(
+    sessions: int, per_session: int, concurrency: int, rounds: int, latency_ms: float, postgres: str | None
+) -> None:
     messages = sessions * per_session
     receiver = _Receiver()
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(rounds):
             for mode in MODES:
-                url = f"sqlite:///{Path(tmp) / f'{mode}-{round_}.db'}"
-                argv = [sys.executable, __file__, "--child", mode, "--url", url, "--otlp", receiver.url]
-                argv += ["--sessions", str(sessions), "--messages", str(per_session), "--concurrency", str(concurrency)]
-                argv += ["--model-latency-ms", str(latency_ms)]
-                done = subprocess.run(argv, check=True, capture_output=True, text=True)
-                runs[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                with _database(tmp, f"{mode}-{round_}", postgres) as url:
+                    argv = [sys.executable, __file__, "--child", mode, "--url", url, "--otlp", receiver.url]
+                    argv += ["--sessions", str(sessions), "--messages", str(per_session)]
+                    argv += ["--concurrency", str(concurrency), "--model-latency-ms", str(latency_ms)]
+                    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+                    runs[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
     receiver.server.shutdown()
     best = {mode: max(results, key=lambda r: r["turns_per_s"]) for mode, results in runs.items()}
     # Each round's modes ran back to back: their ratio to that round's `off` is the least disturbed by the drift.
@@ -192,7 +216,7 @@ def main(sessions: int, per_session: int, concurrency: int, rounds: int, latency
     off = best["off"]["turns_per_s"]
     print(
         f"messages: {messages} ({sessions} sessions x {per_session}), worker concurrency {concurrency}, {rounds} rounds, "
-        f"model latency {latency_ms:g} ms per call; spans recorded by "
+        f"model latency {latency_ms:g} ms per call; {'PostgreSQL' if postgres else 'SQLite file'}; spans recorded by "
         f"{'the OpenTelemetry SDK' if os.environ.get('BENCH_SDK_PROVIDER') else 'botfactory'}'s tracer provider"
     )
     header = f"{'tracing':<44} {'best turns/s':>12} {'vs off':>7} {'median of rounds':>17} {'CPU µs/turn':>12}"
@@ -228,6 +252,12 @@ if __name__ == "__main__":
         default=0.0,
         help="simulated latency of each model call (default 0: worst case)",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="run each mode on a new PostgreSQL database made with this URL (e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres) instead of a SQLite file",
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
@@ -247,4 +277,4 @@ if __name__ == "__main__":
         )
         print(json.dumps(outcome))
     else:
-        main(args.sessions, args.messages, args.concurrency, args.rounds, args.model_latency_ms)
+        main(args.sessions, args.messages, args.concurrency, args.rounds, args.model_latency_ms, args.postgres)
