@@ -51,6 +51,7 @@ from botfactory.inference import ModelRequest
 from botfactory.messages import ToolCall
 from botfactory.observability import span_router, start_tracing
 from botfactory.runtime import start_runtime
+from botfactory.server import freeze_startup_heap
 from botfactory.store import SpanStore, Store
 from botfactory.testing import ScriptedModel, call, scripted_inference
 
@@ -111,6 +112,7 @@ async def child(
             settings, store=store, engine=engine, bots=bots, run_worker=True, listen=False, concurrency=concurrency
         )
         assert stack.worker is not None
+        freeze_startup_heap()  # as botfactory worker does once started
         if export.store_sink is not None and through_writer:
             export.store_sink.write_through(stack.queue.writer)
         started, cpu_started = time.perf_counter(), time.process_time()
