@@ -269,11 +269,11 @@ class FastSpan(trace_api.Span, ReadableSpan):
 class _CurrentSpan:
     """``start_as_current_span``: a context manager (also usable as a decorator of functions and coroutines)."""
 
-    __slots__ = ("_end_on_exit", "_options", "_span", "_start", "_token")
+    __slots__ = ("_end_on_exit", "_span", "_start", "_token")
 
-    def __init__(self, start: Callable[[], trace_api.Span], options: tuple[bool, bool, bool]) -> None:
+    def __init__(self, start: Callable[[], trace_api.Span], end_on_exit: bool) -> None:
         self._start = start
-        self._options = options  # record_exception, set_status_on_exception, end_on_exit
+        self._end_on_exit = end_on_exit
         self._span: trace_api.Span | None = None
         self._token: object = None
 
@@ -288,18 +288,18 @@ class _CurrentSpan:
         span = self._span
         assert span is not None
         context_api.detach(self._token)  # type: ignore[arg-type]
-        record_exception, set_status, end_on_exit = self._options
-        if isinstance(exc, Exception) and span.is_recording():  # as use_span: cancellation is not an error
-            if record_exception:
+        # As use_span: cancellation is not an error. Only a FastSpan records; it carries start_span's options.
+        if isinstance(exc, Exception) and isinstance(span, FastSpan) and span.is_recording():
+            if span._record_exception:
                 span.record_exception(exc)
-            if set_status:
+            if span._set_status_on_exception:
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        if end_on_exit:
+        if self._end_on_exit:
             span.end()
 
     def __call__(self, function: _Function) -> _Function:
         """Use as a decorator: each call of ``function`` runs in a span of its own."""
-        fresh = functools.partial(_CurrentSpan, self._start, self._options)
+        fresh = functools.partial(_CurrentSpan, self._start, self._end_on_exit)
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
@@ -373,25 +373,11 @@ class FastTracer(trace_api.Tracer):
         return span
 
     def start_as_current_span(  # type: ignore[override]
-        self,
-        name: str,
-        context: context_api.Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: otel_types.Attributes = None,
-        links: Sequence[Link] | None = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
+        self, name: str, *args: Any, end_on_exit: bool = True, **kwargs: Any
     ) -> Iterator[trace_api.Span]:
-        """A context manager that starts a span and makes it current until the block ends."""
-
-        def start() -> trace_api.Span:
-            return self.start_span(
-                name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
-            )
-
-        return _CurrentSpan(start, (record_exception, set_status_on_exception, end_on_exit))  # type: ignore[return-value]
+        """A context manager that starts a span (``start_span``'s arguments) and makes it current until the block
+        ends; it ends the span then unless ``end_on_exit`` is false."""
+        return _CurrentSpan(functools.partial(self.start_span, name, *args, **kwargs), end_on_exit)  # type: ignore[return-value]
 
 
 class FastTracerProvider(trace_api.TracerProvider):
